@@ -1,0 +1,83 @@
+"""Scoring the test images and turning scores into the per-task metrics of R[t, k].
+
+Maps are stored as float16 and the metrics are computed from those same float16 values, so
+every figure can be recomputed exactly from the stored per-sample scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from nfbench.benchmarks.metrics import image_metrics, pixel_metrics
+from nfbench.datasets.base import Sample
+from nfbench.models.base import FlowADModel
+
+METRICS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_aupro", "pixel_ap")
+SUMMARY_METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
+
+
+@dataclass
+class TestSet:
+    """Every test image of the scenario, in task order, with what the metrics need."""
+
+    samples: list[Sample]
+    task_of: np.ndarray  # (N,) task index k of each sample
+    class_ids: np.ndarray  # (N,) global class id
+    labels: np.ndarray  # (N,) 0 normal, 1 anomalous
+    has_mask: np.ndarray  # (N,) False for anomalous images without ground truth
+    masks: np.ndarray  # (N, H, W) bool
+
+
+@torch.no_grad()
+def score_all(
+    model: FlowADModel,
+    features: list[torch.Tensor],
+    class_ids: torch.Tensor | None,
+    device: torch.device,
+    batch_size: int = 32,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(maps float16 (N, H, W), image scores float64 (N,))."""
+    model.eval()
+    maps, scores = [], []
+    n = features[0].shape[0]
+    for lo in range(0, n, batch_size):
+        feats = [f[lo : lo + batch_size].to(device) for f in features]
+        ids = None if class_ids is None else class_ids[lo : lo + batch_size].to(device)
+        out = model.score(feats, ids)
+        maps.append(out.maps.float().cpu().numpy().astype(np.float16))
+        scores.append(out.image_scores.double().cpu().numpy())
+    return np.concatenate(maps), np.concatenate(scores)
+
+
+def metrics_for(
+    maps: np.ndarray, scores: np.ndarray, test: TestSet, index: np.ndarray
+) -> dict[str, float]:
+    """All six metrics over the samples in `index`; pixel metrics skip mask-less anomalies."""
+    result = image_metrics(scores[index], test.labels[index])
+    pixel_index = index[(test.labels[index] == 0) | test.has_mask[index]]
+    result.update(
+        pixel_metrics(maps[pixel_index].astype(np.float32), test.masks[pixel_index])
+    )
+    return result
+
+
+def evaluation_row(
+    maps: np.ndarray, scores: np.ndarray, test: TestSet, num_tasks: int
+) -> list[dict[str, float]]:
+    """Metrics of every task k after one training phase (unseen tasks included)."""
+    return [metrics_for(maps, scores, test, np.flatnonzero(test.task_of == k))
+            for k in range(num_tasks)]
+
+
+def per_class_metrics(
+    maps: np.ndarray, scores: np.ndarray, test: TestSet
+) -> dict[str, dict[str, float]]:
+    names = [s.class_name for s in test.samples]
+    result = {}
+    for name in dict.fromkeys(names):
+        index = np.flatnonzero(np.array(names) == name)
+        result[name] = metrics_for(maps, scores, test, index)
+    return result

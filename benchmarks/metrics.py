@@ -1,0 +1,155 @@
+"""Accuracy metrics for one evaluation: image-level and pixel-level.
+
+ROC and PR quantities come from scikit-learn so that every stored number can be
+recomputed outside nfbench with the same library. Only AUPRO is computed here,
+because scikit-learn has no per-region overlap curve; it follows the MVTec AD
+definition (Bergmann et al., IJCV 2021) and is exact over every distinct score.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
+
+__all__ = ["aupro", "f1_max", "image_metrics", "pixel_metrics", "pro_curve"]
+
+NAN = float("nan")
+
+# 8-connectivity: diagonal neighbours belong to the same defect region (MVTec AD).
+_STRUCTURE_8 = np.ones((3, 3), dtype=bool)
+
+
+def _check_scores(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flatten to 1-D float scores and bool labels; reject mismatches and non-finite scores."""
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    y = np.asarray(labels).ravel().astype(bool)
+    if s.shape != y.shape:
+        raise ValueError(f"scores ({s.size}) and labels ({y.size}) differ in size")
+    if not np.all(np.isfinite(s)):
+        raise ValueError("scores contain NaN or inf")
+    return s, y
+
+
+def f1_max(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Oracle F1: the best F1 over all thresholds (an upper bound for automatic thresholds)."""
+    s, y = _check_scores(scores, labels)
+    if y.all() or not y.any():
+        return NAN
+    precision, recall, _ = precision_recall_curve(y, s)
+    denom = precision + recall
+    f1 = np.divide(2.0 * precision * recall, denom, out=np.zeros_like(denom), where=denom > 0)
+    return float(f1.max())
+
+
+def image_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Image AUROC, AP and F1-max; NaN for all when only one class is present.
+
+    A task with only normal (or only anomalous) test images is a data fact, not an
+    error, so it yields NaN rather than the exception scikit-learn would raise.
+    """
+    s, y = _check_scores(scores, labels)
+    if y.all() or not y.any():
+        return {"image_auroc": NAN, "image_ap": NAN, "image_f1max": NAN}
+    return {
+        "image_auroc": float(roc_auc_score(y, s)),
+        "image_ap": float(average_precision_score(y, s)),
+        "image_f1max": f1_max(s, y),
+    }
+
+
+def _check_maps(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return (N,H,W) float maps and bool masks; a single (H,W) pair is promoted."""
+    m = np.asarray(maps, dtype=np.float64)
+    g = np.asarray(masks).astype(bool)
+    if m.ndim == 2 and g.ndim == 2:
+        m, g = m[None], g[None]
+    if m.ndim != 3 or m.shape != g.shape:
+        raise ValueError(f"maps {m.shape} and masks {g.shape} must both be (N, H, W)")
+    if not np.all(np.isfinite(m)):
+        raise ValueError("anomaly maps contain NaN or inf")
+    return m, g
+
+
+def pro_curve(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (FPR, PRO) curve over every distinct score, from (0, 0) to (1, 1).
+
+    Point i is the operating point of threshold "score >= v_i" for the distinct
+    values v_0 > v_1 > ... . PRO at a threshold is the mean over regions of the
+    covered fraction, i.e. a sum over covered anomalous pixels of the weight
+    1 / (n_regions * |region|); FPR is a count over normal pixels. Sorting the
+    pixels once turns both into cumulative sums, so no loop over thresholds.
+    """
+    m, g = _check_maps(maps, masks)
+    labels = np.empty(g.shape, dtype=np.int32)
+    offset = 0
+    for i in range(g.shape[0]):  # regions are per image; number them globally
+        lab, n = ndimage.label(g[i], structure=_STRUCTURE_8)
+        labels[i] = np.where(lab > 0, lab + offset, 0)
+        offset += n
+    n_regions = offset
+    n_normal = int((~g).sum())
+    if n_regions == 0 or n_normal == 0:
+        return np.array([0.0, NAN]), np.array([0.0, NAN])
+
+    lab_flat = labels.ravel()
+    sizes = np.bincount(lab_flat, minlength=n_regions + 1).astype(np.float64)
+    pro_weight = np.zeros(n_regions + 1)
+    pro_weight[1:] = 1.0 / (n_regions * sizes[1:])
+
+    order = np.argsort(m.ravel())[::-1]  # descending score; ties are grouped below
+    s_sorted = m.ravel()[order]
+    lab_sorted = lab_flat[order]
+    fp_cum = np.cumsum(lab_sorted == 0, dtype=np.int64)
+    pro_cum = np.cumsum(pro_weight[lab_sorted])
+    # Last index of each group of equal scores = operating point of that threshold.
+    last = np.flatnonzero(np.append(s_sorted[1:] != s_sorted[:-1], True))
+    fpr = fp_cum[last] / n_normal
+    pro = np.clip(pro_cum[last], 0.0, 1.0)  # clip float drift from the cumsum
+    pro[-1] = 1.0  # lowest threshold covers every pixel; remove rounding residue
+    return np.concatenate(([0.0], fpr)), np.concatenate(([0.0], pro))
+
+
+def _area_up_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
+    """Trapezoid area under a non-decreasing-x curve on [0, x_max], interpolating at x_max."""
+    keep = x <= x_max
+    xs, ys = x[keep], y[keep]
+    if xs[-1] < x_max:
+        j = int(np.searchsorted(x, x_max, side="right"))  # first point beyond x_max
+        x0, y0, x1, y1 = x[j - 1], y[j - 1], x[j], y[j]
+        y_at = y0 + (y1 - y0) * (x_max - x0) / (x1 - x0)
+        xs, ys = np.append(xs, x_max), np.append(ys, y_at)
+    return float(np.sum(0.5 * (ys[1:] + ys[:-1]) * np.diff(xs)))
+
+
+def aupro(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = 0.3) -> float:
+    """Area under the PRO curve for FPR in [0, fpr_limit], divided by fpr_limit.
+
+    Normalising makes a perfect detector score 1.0 whatever the limit. NaN when
+    there is no anomalous region or no normal pixel.
+    """
+    if not 0.0 < fpr_limit <= 1.0:
+        raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
+    fpr, pro = pro_curve(maps, masks)
+    if np.isnan(fpr[-1]):
+        return NAN
+    return _area_up_to(fpr, pro, fpr_limit) / fpr_limit
+
+
+def pixel_metrics(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = 0.3) -> dict[str, float]:
+    """Pixel AUROC, AP and AUPRO over all pixels of all images.
+
+    The caller has already dropped anomalous images without a ground-truth mask
+    (their all-zero mask would count defect pixels as normal). NaN for all when
+    there is no anomalous or no normal pixel.
+    """
+    m, g = _check_maps(maps, masks)
+    y = g.ravel()
+    if y.all() or not y.any():
+        return {"pixel_auroc": NAN, "pixel_ap": NAN, "pixel_aupro": NAN}
+    s = m.ravel()
+    return {
+        "pixel_auroc": float(roc_auc_score(y, s)),
+        "pixel_ap": float(average_precision_score(y, s)),
+        "pixel_aupro": aupro(m, g, fpr_limit=fpr_limit),
+    }

@@ -1,0 +1,184 @@
+"""The continual protocol for one cell: train phase by phase, evaluate every task after each.
+
+Training sees only the current phase's normal training images (plus a replay buffer where the
+strategy has one). Evaluation is task-agnostic unless `task_aware`: then the oracle class id
+reaches the model. After training task t every task k is evaluated, filling R[t, k]; entries
+with k > t are recorded too but enter no summary.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from nfbench.benchmarks.cost import measure_cost
+from nfbench.benchmarks.evaluate import (
+    METRICS,
+    SUMMARY_METRICS,
+    TestSet,
+    evaluation_row,
+    per_class_metrics,
+    score_all,
+)
+from nfbench.benchmarks.forgetting import summarize
+from nfbench.benchmarks.metrics import image_metrics
+from nfbench.benchmarks.results import SCHEMA_VERSION, environment, write_scores
+from nfbench.benchmarks.strategies import ReplayBuffer, plan_phases, training_samples
+from nfbench.benchmarks.thresholds import binary_report, fit_thresholds
+from nfbench.benchmarks.trainer import DivergedError, train_phase
+from nfbench.datasets.base import Dataset, Sample, load_mask
+from nfbench.datasets.scenarios import Scenario
+from nfbench.models.base import count_parameters
+from nfbench.models.feature_cache import FeatureCache
+from nfbench.models.registry import create_model
+
+
+@dataclass
+class CellSpec:
+    """Everything that defines one cell of the grid."""
+
+    model: str
+    overrides: dict
+    variant: str
+    strategy: str
+    seed: int
+    task_aware: bool = False
+    replay_per_class: int = 10
+    measure_cost: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def build_test_set(dataset: Dataset, scenario: Scenario, size: int) -> TestSet:
+    class_index = {name: i for i, name in enumerate(scenario.classes)}
+    samples: list[Sample] = []
+    tasks: list[int] = []
+    for k, task in enumerate(scenario.tasks):
+        for name in task:
+            samples.extend(dataset[name].test)
+            tasks.extend([k] * len(dataset[name].test))
+    return TestSet(
+        samples=samples,
+        task_of=np.array(tasks),
+        class_ids=np.array([class_index[s.class_name] for s in samples]),
+        labels=np.array([s.label for s in samples]),
+        has_mask=np.array([s.label == 0 or s.has_mask for s in samples]),
+        masks=np.stack([load_mask(s, size) for s in samples]),
+    )
+
+
+def _class_ids(samples: list[Sample], scenario: Scenario) -> torch.Tensor:
+    index = {name: i for i, name in enumerate(scenario.classes)}
+    return torch.tensor([index[s.class_name] for s in samples], dtype=torch.long)
+
+
+def _threshold_report(
+    model, cache: FeatureCache, train: list[Sample], scenario: Scenario, device: torch.device,
+    scores: np.ndarray, test: TestSet, task_aware: bool,
+) -> dict:
+    """Automatic thresholds fitted on normal *training* scores, applied to the final test set,
+    next to the oracle F1-max (the best F1 any threshold reaches on the test set itself)."""
+    ids = _class_ids(train, scenario) if task_aware else None
+    _, train_scores = score_all(model, cache.features(train, desc="train scores"), ids, device)
+    report = {}
+    for name, threshold in fit_thresholds(train_scores).items():
+        report[name] = {**binary_report(scores, test.labels, threshold), "threshold": threshold}
+    report["oracle_f1max"] = {"f1": image_metrics(scores, test.labels)["image_f1max"]}
+    return report
+
+
+def run_cell(
+    spec: CellSpec,
+    dataset: Dataset,
+    scenario: Scenario,
+    cache: FeatureCache,
+    results_dir: Path,
+    cid: str,
+    device: torch.device,
+) -> dict:
+    """Run one cell end to end and return its record (scores are written beside it)."""
+    torch.manual_seed(spec.seed)
+    np.random.seed(spec.seed)
+    started = time.perf_counter()
+    backbone = cache.backbone
+    model = create_model(spec.model, backbone.feature_info, **spec.overrides).to(device)
+    test = build_test_set(dataset, scenario, backbone.input_size)
+    test_feats = cache.features(test.samples, desc="test features")
+    test_ids = torch.from_numpy(test.class_ids) if spec.task_aware else None
+    T = scenario.num_tasks
+    R = {m: np.full((T, T), np.nan) for m in METRICS}
+    train_time, trainable, arrays = [], [], {"masks": test.masks}
+    buffer = ReplayBuffer(spec.replay_per_class, spec.seed) if spec.strategy == "replay" else None
+    rows, error, global_step = [], None, 0
+    maps = scores = None
+    seen_train: list[Sample] = []
+    for phase in plan_phases(spec.strategy, scenario):
+        try:
+            class_index = {n: i for i, n in enumerate(scenario.classes)}
+            model.start_task(phase.row, [class_index[n] for n in phase.new_classes], spec.strategy)
+            samples = training_samples(spec.strategy, phase, dataset, buffer)
+            seen_train.extend(s for n in phase.new_classes for s in dataset[n].train)
+            feats = cache.features(samples, desc="train features")
+            trainable.append(count_parameters(model)[1])
+            stats = train_phase(model, feats, _class_ids(samples, scenario), phase.row,
+                                spec.seed, device, global_step)
+            global_step += stats.steps
+            train_time.append(stats.seconds)
+            maps, scores = score_all(model, test_feats, test_ids, device)
+            if not np.all(np.isfinite(scores)):
+                raise DivergedError(phase.row, stats.steps, "non-finite anomaly scores")
+        except DivergedError as err:
+            error = {"type": "Diverged", "message": str(err), "task": err.task, "step": err.step}
+            break
+        if buffer is not None:
+            buffer.add_classes(dataset, phase.new_classes)
+        arrays[f"maps_t{phase.row}"] = maps
+        for k, values in enumerate(evaluation_row(maps, scores, test, T)):
+            for metric, value in values.items():
+                R[metric][phase.row, k] = value
+        rows.append(pd.DataFrame({
+            "after_task": phase.row, "task": test.task_of,
+            "class_name": [s.class_name for s in test.samples],
+            "path": [str(s.path) for s in test.samples], "label": test.labels,
+            "has_mask": test.has_mask, "image_score": scores, "row": np.arange(len(scores)),
+        }))
+
+    record = {
+        "schema_version": SCHEMA_VERSION,
+        "status": "failed" if error else "ok",
+        "error": error,
+        "model": spec.model,
+        "variant": spec.variant,
+        "scenario": scenario.name,
+        "strategy": spec.strategy,
+        "seed": spec.seed,
+        "task_aware": spec.task_aware,
+        "backbone": backbone.describe(),
+        "tasks": [list(t) for t in scenario.tasks],
+        "config": vars(model.config),
+        "run_settings": {"replay_per_class": spec.replay_per_class, **spec.extra},
+        "environment": environment(device),
+        "R": {m: R[m] for m in METRICS},
+        "summary": {m: summarize(R[m]) for m in SUMMARY_METRICS},
+        "per_class": per_class_metrics(maps, scores, test) if error is None else None,
+        "thresholds": None,
+        "cost": {
+            "train_time_s": train_time,
+            "feature_time_s": cache.extraction_seconds,
+            "params_total": count_parameters(model)[0],
+            "params_trainable": trainable,
+        },
+    }
+    if error is None:
+        record["thresholds"] = _threshold_report(
+            model, cache, seen_train, scenario, device, scores, test, spec.task_aware)
+        if spec.measure_cost:
+            record["cost"].update(measure_cost(backbone, model, device))
+    if rows:
+        record["scores"] = write_scores(results_dir, cid, pd.concat(rows), arrays)
+    record["wall_time_s"] = time.perf_counter() - started
+    return record

@@ -1,0 +1,133 @@
+"""The grid: models x strategies x seeds on one scenario, resumable cell by cell.
+
+Every cell shares one backbone and one feature cache. A finished cell (its JSON exists) is
+skipped on a re-run; a cell that fails for any reason but bad input becomes a recorded failure
+and the grid goes on.
+"""
+
+from __future__ import annotations
+
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from nfbench.benchmarks.protocol import CellSpec, run_cell
+from nfbench.benchmarks.results import (
+    SCHEMA_VERSION,
+    cell_id,
+    cell_path,
+    read_record,
+    write_json_atomic,
+)
+from nfbench.benchmarks.strategies import resolve_strategy
+from nfbench.datasets.base import DatasetError
+from nfbench.datasets.catalog import open_dataset
+from nfbench.datasets.scenarios import build_scenario
+from nfbench.models.backbone import Backbone
+from nfbench.models.feature_cache import FeatureCache
+from nfbench.models.registry import build_config, get_model_class
+
+
+@dataclass
+class RunRequest:
+    """What `nfbench run` was asked to do, after presets and flags are merged."""
+
+    models: list[str]
+    strategies: list[str]
+    seeds: list[int]
+    scenario: str = "synthetic"
+    tasks: str | None = None
+    data_root: Path | None = None
+    device: str = "cpu"
+    task_aware: bool = False
+    replay_per_class: int = 10
+    backbone: str = "efficientnet_lite0"
+    backbone_layers: list[str] | None = None
+    backbone_weights: str = "default"
+    input_size: int = 128
+    results_dir: Path = Path("results")
+    cache_dir: Path = Path(".cache/nfbench")
+    model_overrides: dict[str, dict] = field(default_factory=dict)
+    measure_cost: bool = True
+    retry_failed: bool = False
+
+
+def variant_name(model: str, overrides: dict) -> str:
+    """'fastflow' or 'fastflow[flow_steps=4]': a label that says what was changed."""
+    given = {k: v for k, v in sorted(overrides.items()) if v is not None}
+    if not given:
+        return model
+    return f"{model}[{','.join(f'{k}={v}' for k, v in given.items())}]"
+
+
+def resolve_device(name: str) -> torch.device:
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise DatasetError("--device cuda asked for, but no CUDA device is available")
+    return torch.device(name)
+
+
+def run_grid(request: RunRequest, show_progress: bool = True) -> list[dict]:
+    """Run (or resume) every cell of the request; returns the records of this grid."""
+    for model in request.models:  # bad names and flags fail before any data is touched
+        model_class = get_model_class(model)
+        build_config(model, **request.model_overrides.get(model, {}))
+        for strategy_name in request.strategies:
+            resolve_strategy(strategy_name, model_class.own_strategy, model)
+    device = resolve_device(request.device)
+    dataset_name = request.scenario.split(":", 1)[0]
+    dataset = open_dataset(dataset_name, request.data_root, request.cache_dir)
+    scenario = build_scenario(request.scenario, dataset.class_names, request.tasks)
+    for name in scenario.classes:
+        dataset[name].validate()
+    backbone = Backbone(request.backbone, request.backbone_layers, request.backbone_weights,
+                        request.input_size)
+    cache = FeatureCache(backbone, request.cache_dir / "features", device)
+
+    cells = []
+    for model in request.models:
+        model_class = get_model_class(model)
+        overrides = request.model_overrides.get(model, {})
+        config = build_config(model, **overrides)  # validates the overrides early
+        for strategy_name in request.strategies:
+            strategy = resolve_strategy(strategy_name, model_class.own_strategy, model)
+            for seed in request.seeds:
+                spec = CellSpec(model, overrides, variant_name(model, overrides), strategy, seed,
+                                request.task_aware, request.replay_per_class,
+                                request.measure_cost)
+                settings = {
+                    "config": vars(config), "backbone": backbone.describe(),
+                    "tasks": scenario.tasks, "data": str(dataset.root),
+                    "task_aware": request.task_aware, "replay": request.replay_per_class,
+                    "device": device.type,
+                }
+                cells.append((spec, cell_id(spec.variant, scenario.name, strategy, seed,
+                                            settings)))
+
+    records = []
+    bar = tqdm(cells, desc="cells", disable=not show_progress)
+    for spec, cid in bar:
+        bar.set_postfix_str(f"{spec.variant}/{spec.strategy}/s{spec.seed}")
+        path = cell_path(request.results_dir, cid)
+        existing = read_record(path)
+        if existing and (existing["status"] == "ok" or not request.retry_failed):
+            records.append(existing)
+            continue
+        try:
+            record = run_cell(spec, dataset, scenario, cache, request.results_dir, cid, device)
+        except DatasetError:
+            raise
+        except Exception as err:  # recorded, never a crash of the grid
+            record = {
+                "schema_version": SCHEMA_VERSION, "status": "failed", "model": spec.model,
+                "variant": spec.variant, "scenario": scenario.name, "strategy": spec.strategy,
+                "seed": spec.seed, "task_aware": spec.task_aware,
+                "error": {"type": type(err).__name__, "message": str(err), "task": None,
+                          "step": None, "traceback": traceback.format_exc(limit=8)},
+            }
+        record["cell_id"] = cid
+        write_json_atomic(path, record)
+        records.append(read_record(path))  # exactly what is stored (NaN -> null)
+    return records

@@ -1,0 +1,33 @@
+"""One entry point from a dataset name (as in "mvtec:15x1") to a Dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from nfbench.datasets.base import Dataset, DatasetError
+from nfbench.datasets.mvtec import read_mvtec_layout
+from nfbench.datasets.synthetic import SyntheticSpec, read_synthetic
+from nfbench.datasets.visa import read_visa
+
+KNOWN_DATASETS: tuple[str, ...] = ("folder", "mvtec", "synthetic", "visa")
+
+
+def open_dataset(
+    name: str,
+    root: Path | None,
+    cache_dir: Path,
+    synthetic_spec: SyntheticSpec | None = None,
+) -> Dataset:
+    """Open a dataset by name. Real datasets need a root; `synthetic` is generated (once)
+    under cache_dir/synthetic and ignores root."""
+    key = name.strip().lower()
+    if key not in KNOWN_DATASETS:
+        raise DatasetError(f"unknown dataset '{name}' (known: {', '.join(KNOWN_DATASETS)})")
+    if key == "synthetic":
+        return read_synthetic(Path(cache_dir) / "synthetic", synthetic_spec or SyntheticSpec())
+    if root is None:
+        raise DatasetError(f"--data-root is required for {key}")
+    root = Path(root)
+    if key == "visa":
+        return read_visa(root)
+    return read_mvtec_layout(root, name=key)

@@ -1,0 +1,112 @@
+"""The contract between the protocol runner and every flow model.
+
+A model sees backbone features (never images) and, for class-conditional models, global class
+ids. Training and scoring are separate methods with one return type each: no forward() that
+changes meaning by mode. Hyperparameters live in the model's config dataclass, which also
+generates its CLI flags (`--<model>.<field>`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from nfbench.models.backbone import FeatureInfo
+
+
+@dataclass
+class ModelConfig:
+    """Training knobs every model has. Subclasses add their own fields (each becomes a flag)."""
+
+    epochs: int = field(default=8, metadata={"help": "epochs per task"})
+    batch_size: int = field(default=16, metadata={"help": "images per optimisation step"})
+    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate"})
+    weight_decay: float = field(default=1e-5, metadata={"help": "Adam weight decay"})
+    grad_clip: float = field(default=0.0, metadata={"help": "max grad norm (0 = off)"})
+
+
+@dataclass(frozen=True)
+class TrainProgress:
+    """Where training stands, for schedules (warm-ups, loss terms that join late)."""
+
+    task_index: int
+    epoch: int
+    step: int  # optimisation steps since the start of the current task
+    global_step: int  # optimisation steps since the model was built
+
+
+@dataclass
+class LossTerms:
+    """The loss to minimise plus its named parts (floats, for logs and diagnostics)."""
+
+    total: torch.Tensor
+    parts: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class AnomalyOutput:
+    """Per-pixel anomaly map at input resolution (B, H, W) and per-image score (B,)."""
+
+    maps: torch.Tensor
+    image_scores: torch.Tensor
+
+
+class FlowADModel(nn.Module):
+    """Base class for every registered model. Subclasses implement training_loss and score."""
+
+    name: ClassVar[str] = "base"
+    config_class: ClassVar[type[ModelConfig]] = ModelConfig
+    class_conditional: ClassVar[bool] = False  # needs class ids at training time
+    own_strategy: ClassVar[str | None] = None  # name of the model's own continual mechanism
+
+    def __init__(self, config: ModelConfig, features: FeatureInfo) -> None:
+        super().__init__()
+        self.config = config
+        self.features = features
+        self.seen_classes: list[int] = []
+
+    # ---- continual hooks ----------------------------------------------------------------
+    def start_task(self, task_index: int, new_classes: Sequence[int], strategy: str) -> None:
+        """Called before training each task. Class-conditional models grow here."""
+        for c in new_classes:
+            if c not in self.seen_classes:
+                self.seen_classes.append(c)
+
+    def param_groups(self) -> list[dict]:
+        """Optimiser groups over trainable parameters; override for per-group learning rates."""
+        params = [p for p in self.parameters() if p.requires_grad]
+        return [{"params": params}] if params else []
+
+    def parameter_groups_for_diagnostics(self) -> dict[str, list[torch.Tensor]]:
+        """Named parameter groups whose drift between tasks is worth tracking."""
+        return {"flow": [p for p in self.parameters()]}
+
+    # ---- training and scoring -----------------------------------------------------------
+    def training_loss(
+        self, features: list[torch.Tensor], class_ids: torch.Tensor, progress: TrainProgress
+    ) -> LossTerms:
+        raise NotImplementedError
+
+    def score(self, features: list[torch.Tensor], class_ids: torch.Tensor | None) -> AnomalyOutput:
+        """Anomaly maps and image scores. class_ids is None in task-agnostic evaluation."""
+        raise NotImplementedError
+
+    # ---- shared helpers -----------------------------------------------------------------
+    def upsample(self, maps: torch.Tensor) -> torch.Tensor:
+        """(B, h, w) -> (B, H, W) at the input size, bilinear as in the reference models."""
+        size = (self.features.input_size, self.features.input_size)
+        return F.interpolate(maps.unsqueeze(1), size=size, mode="bilinear", align_corners=False)[
+            :, 0
+        ]
+
+
+def count_parameters(module: nn.Module) -> tuple[int, int]:
+    """(total, trainable) parameter counts."""
+    total = sum(p.numel() for p in module.parameters())
+    trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    return total, trainable

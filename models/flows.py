@@ -1,0 +1,109 @@
+"""Flow building blocks shared by several models (one place for each idea)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def gaussian_log_prob(z: torch.Tensor, dim: int | tuple[int, ...] = 1) -> torch.Tensor:
+    """log N(z; 0, I) summed over `dim` (the constant term included)."""
+    d = z.shape[dim] if isinstance(dim, int) else math.prod(z.shape[i] for i in dim)
+    return -0.5 * (z**2).sum(dim=dim) - 0.5 * d * math.log(2 * math.pi)
+
+
+def positional_encoding_2d(channels: int, height: int, width: int) -> torch.Tensor:
+    """Sin/cos 2D positional encoding (C, H, W), as in CFLOW-AD: half the channels per axis."""
+    if channels % 4:
+        raise ValueError(f"positional encoding needs channels divisible by 4, got {channels}")
+    pe = torch.zeros(channels, height, width)
+    half = channels // 2
+    div = torch.exp(torch.arange(0.0, half, 2) * -(math.log(1e4) / half))
+    pos_w = torch.arange(0.0, width).unsqueeze(1)
+    pos_h = torch.arange(0.0, height).unsqueeze(1)
+    pe[0:half:2] = torch.sin(pos_w * div).T.unsqueeze(1).repeat(1, height, 1)
+    pe[1:half:2] = torch.cos(pos_w * div).T.unsqueeze(1).repeat(1, height, 1)
+    pe[half::2] = torch.sin(pos_h * div).T.unsqueeze(2).repeat(1, 1, width)
+    pe[half + 1 :: 2] = torch.cos(pos_h * div).T.unsqueeze(2).repeat(1, 1, width)
+    return pe
+
+
+def conv_subnet(kernel_size: int, hidden_ratio: float):
+    """FrEIA subnet constructor: conv -> ReLU -> conv, 'same' padding (FastFlow's subnet)."""
+
+    def build(in_channels: int, out_channels: int) -> nn.Module:
+        hidden = max(1, int(in_channels * hidden_ratio))
+        pad = kernel_size // 2
+        net = nn.Sequential(
+            nn.Conv2d(in_channels, hidden, kernel_size, padding=pad),
+            nn.ReLU(),
+            nn.Conv2d(hidden, out_channels, kernel_size, padding=pad),
+        )
+        return net
+
+    return build
+
+
+def mlp_subnet(hidden_ratio: float = 1.0):
+    """FrEIA subnet constructor for vector flows: Linear -> ReLU -> Linear."""
+
+    def build(in_features: int, out_features: int) -> nn.Module:
+        hidden = max(1, int(in_features * hidden_ratio))
+        return nn.Sequential(
+            nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, out_features)
+        )
+
+    return build
+
+
+def maybe_spectral_norm(layer: nn.Linear, enabled: bool) -> nn.Linear:
+    """Wrap a Linear in torch's spectral-norm parametrization (sigma_max <= 1) when enabled."""
+    if not enabled:
+        return layer
+    return nn.utils.parametrizations.spectral_norm(layer)
+
+
+class ActNorm(nn.Module):
+    """Glow's per-channel affine normalisation over the last dim, initialised from the first
+    batch it sees in training (zero mean, unit std per channel). log|det| = sum(log_scale)."""
+
+    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.log_scale = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("initialized", torch.tensor(False))
+        self.eps = eps
+
+    @torch.no_grad()
+    def _init_from(self, x: torch.Tensor) -> None:
+        flat = x.reshape(-1, x.shape[-1])
+        self.bias.copy_(-flat.mean(dim=0))
+        self.log_scale.copy_(-torch.log(flat.std(dim=0) + self.eps))
+        self.initialized.fill_(True)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(y, log|det| per vector) for x (..., C)."""
+        if self.training and not bool(self.initialized):
+            self._init_from(x)
+        y = (x + self.bias) * torch.exp(self.log_scale)
+        return y, self.log_scale.sum().expand(x.shape[:-1])
+
+    def inverse(self, y: torch.Tensor) -> torch.Tensor:
+        return y * torch.exp(-self.log_scale) - self.bias
+
+
+def gaussian_blur_2d(maps: torch.Tensor, sigma: float, truncate: float = 4.0) -> torch.Tensor:
+    """Separable Gaussian blur of (B, H, W) maps, radius truncate*sigma as scipy's
+    gaussian_filter (equal to its mode='mirror'), clipped to what the map size allows."""
+    radius = min(int(truncate * sigma + 0.5), min(maps.shape[-2:]) - 1)
+    if sigma <= 0 or radius < 1:
+        return maps
+    offsets = torch.arange(-radius, radius + 1, dtype=maps.dtype, device=maps.device)
+    kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel = kernel / kernel.sum()
+    x = nn.functional.pad(maps.unsqueeze(1), (radius, radius, radius, radius), mode="reflect")
+    x = nn.functional.conv2d(x, kernel.view(1, 1, 1, -1))
+    x = nn.functional.conv2d(x, kernel.view(1, 1, -1, 1))
+    return x[:, 0]

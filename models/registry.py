@@ -1,0 +1,79 @@
+"""One registry for every model, native or reference, in the style of timm.
+
+Models register with `@register_model("name")`. The built-in model packages are listed here
+explicitly (no wildcard-import registration) and imported on first lookup, so importing the
+registry stays cheap and a reference entry's heavy dependency (anomalib) loads only when used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from typing import Any
+
+from nfbench.models.backbone import FeatureInfo
+from nfbench.models.base import FlowADModel, ModelConfig
+
+# Adding a model: create models/<name>/ with @register_model, then add its package here.
+BUILTIN_MODEL_PACKAGES: tuple[str, ...] = (
+    "nfbench.models.fastflow",
+)
+
+_REGISTRY: dict[str, type[FlowADModel]] = {}
+_LOADED = False
+
+
+class UnknownModelError(KeyError):
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+def register_model(name: str):
+    """Class decorator: make a FlowADModel subclass available under `name`."""
+
+    def wrap(cls: type[FlowADModel]) -> type[FlowADModel]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"model '{name}' registered twice")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def _load_builtins() -> None:
+    global _LOADED
+    if not _LOADED:
+        for package in BUILTIN_MODEL_PACKAGES:
+            importlib.import_module(package)
+        _LOADED = True
+
+
+def available_models() -> list[str]:
+    _load_builtins()
+    return sorted(_REGISTRY)
+
+
+def get_model_class(name: str) -> type[FlowADModel]:
+    _load_builtins()
+    if name not in _REGISTRY:
+        raise UnknownModelError(
+            f"unknown model '{name}' (known: {', '.join(sorted(_REGISTRY))})"
+        )
+    return _REGISTRY[name]
+
+
+def build_config(name: str, **overrides: Any) -> ModelConfig:
+    """The model's default config with overrides applied; None overrides are dropped."""
+    config_class = get_model_class(name).config_class
+    known = {f.name for f in dataclasses.fields(config_class)}
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise UnknownModelError(f"model '{name}' has no option(s): {', '.join(unknown)}")
+    return config_class(**given)
+
+
+def create_model(name: str, features: FeatureInfo, **overrides: Any) -> FlowADModel:
+    """Build a registered model from its name, the backbone's feature info and overrides."""
+    return get_model_class(name)(build_config(name, **overrides), features)

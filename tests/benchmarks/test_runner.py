@@ -1,0 +1,106 @@
+"""End to end on a tiny dataset: records, recomputation, resume, failures, strategies."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.metrics import roc_auc_score
+
+from nfbench.benchmarks import protocol
+from nfbench.benchmarks.forgetting import summarize
+from nfbench.benchmarks.runner import run_grid
+from nfbench.models.base import LossTerms
+from nfbench.models.fastflow.model import FastFlow
+
+pytestmark = pytest.mark.slow
+
+
+def test_cell_record_is_complete_and_recomputable(tiny_request):
+    request = dataclasses.replace(tiny_request, measure_cost=True)
+    [record] = run_grid(request, show_progress=False)
+    assert record["status"] == "ok", record["error"]
+    assert record["schema_version"] == 1 and record["tasks"] == [["alpha"], ["beta"]]
+    R = np.array(record["R"]["image_auroc"], dtype=float)
+    assert R.shape == (2, 2) and np.isfinite(R).all()  # k > t recorded too (unseen)
+    for key in ("latency_ms_p50", "latency_ms_p95", "throughput_img_s", "peak_memory_mb"):
+        assert record["cost"][key] > 0
+    assert len(record["cost"]["train_time_s"]) == 2
+
+    # every AUROC figure recomputes from the stored per-sample scores with scikit-learn
+    scores = pd.read_csv(request.results_dir / record["scores"]["csv"])
+    npz = np.load(request.results_dir / record["scores"]["maps"])
+    recomputed = np.full((2, 2), np.nan)
+    for (t, k), rows in scores.groupby(["after_task", "task"]):
+        recomputed[t, k] = roc_auc_score(rows["label"], rows["image_score"])
+        maps = npz[f"maps_t{t}"][rows["row"].to_numpy()].astype(np.float32)
+        masks = npz["masks"][rows["row"].to_numpy()]
+        pixel = roc_auc_score(masks.ravel(), maps.ravel())
+        assert pixel == pytest.approx(record["R"]["pixel_auroc"][t][k], abs=1e-6)
+    np.testing.assert_allclose(recomputed, R, atol=1e-6)
+    expected = summarize(recomputed)
+    for key in ("acc", "fm", "bwt"):
+        assert record["summary"]["image_auroc"][key] == pytest.approx(expected[key], abs=1e-6)
+
+
+def test_rerun_skips_finished_cells(tiny_request, monkeypatch):
+    run_grid(tiny_request, show_progress=False)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("a finished cell was run again")
+
+    monkeypatch.setattr("nfbench.benchmarks.runner.run_cell", must_not_run)
+    [record] = run_grid(tiny_request, show_progress=False)
+    assert record["status"] == "ok"
+
+
+def test_divergence_is_a_recorded_failure(tiny_request, monkeypatch):
+    original = FastFlow.training_loss
+
+    def nan_loss(self, features, class_ids, progress):
+        real = original(self, features, class_ids, progress)
+        if progress.task_index == 1:
+            return LossTerms(real.total * torch.tensor(float("nan")), {})
+        return real
+
+    monkeypatch.setattr(FastFlow, "training_loss", nan_loss)
+    [record] = run_grid(tiny_request, show_progress=False)
+    assert record["status"] == "failed"
+    assert record["error"]["type"] == "Diverged" and record["error"]["task"] == 1
+    assert record["error"]["step"] == 0
+    # the first task's results are kept, not lost
+    assert record["R"]["image_auroc"][0][0] is not None
+    assert record["R"]["image_auroc"][1][1] is None
+    stored = json.loads((tiny_request.results_dir / "cells" / f"{record['cell_id']}.json")
+                        .read_text())
+    assert stored["status"] == "failed"
+
+
+def test_strategies_fill_the_expected_rows(tiny_request):
+    request = dataclasses.replace(tiny_request, strategies=["replay", "joint"],
+                                  replay_per_class=2)
+    replay, joint = run_grid(request, show_progress=False)
+    assert replay["strategy"] == "replay" and joint["strategy"] == "joint"
+    assert all(v is not None for v in replay["R"]["image_auroc"][1])
+    assert joint["R"]["image_auroc"][0] == [None, None]  # joint trains once: last row only
+    assert joint["summary"]["image_auroc"]["fm"] is None
+    assert joint["summary"]["image_auroc"]["acc"] is not None
+
+
+def test_replay_buffer_adds_old_class_images(tiny_request, monkeypatch):
+    seen = []
+    real = protocol.train_phase
+
+    def spy(model, features, class_ids, *args, **kwargs):
+        seen.append(class_ids.tolist())
+        return real(model, features, class_ids, *args, **kwargs)
+
+    monkeypatch.setattr(protocol, "train_phase", spy)
+    request = dataclasses.replace(tiny_request, strategies=["replay"], replay_per_class=2)
+    run_grid(request, show_progress=False)
+    assert seen[0] == [0] * 6
+    assert sorted(seen[1]) == [0, 0] + [1] * 6

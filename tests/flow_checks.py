@@ -1,0 +1,34 @@
+"""Checks every flow must pass, shared by the model tests (imported by file, not a package)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+def assert_invertible(forward: Callable, inverse: Callable, x: torch.Tensor, atol=1e-4) -> None:
+    """inverse(forward(x)) == x."""
+    z = forward(x)
+    x_back = inverse(z)
+    assert torch.allclose(x_back, x, atol=atol), float((x_back - x).abs().max())
+
+
+def assert_logdet_matches_autograd(
+    forward_with_logdet: Callable, x: torch.Tensor, rtol=1e-4, atol=1e-4
+) -> None:
+    """log|det dz/dx| reported by the flow equals slogdet of autograd's full Jacobian.
+
+    x is one sample of any shape (batch of 1); the Jacobian is over its flattened entries.
+    """
+    x = x.double()
+
+    def flat_forward(v: torch.Tensor) -> torch.Tensor:
+        z, _ = forward_with_logdet(v.view_as(x))
+        return z.reshape(-1)
+
+    jac = torch.autograd.functional.jacobian(flat_forward, x.reshape(-1))
+    _, expected = torch.linalg.slogdet(jac)
+    _, reported = forward_with_logdet(x)
+    assert torch.allclose(reported.reshape(()).double(), expected, rtol=rtol, atol=atol), (
+        float(reported), float(expected))
