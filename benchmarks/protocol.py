@@ -99,6 +99,7 @@ def run_cell(
     results_dir: Path,
     cid: str,
     device: torch.device,
+    show_progress: bool = True,
 ) -> dict:
     """Run one cell end to end and return its record (scores are written beside it)."""
     torch.manual_seed(spec.seed)
@@ -125,7 +126,7 @@ def run_cell(
             feats = cache.features(samples, desc="train features")
             trainable.append(count_parameters(model)[1])
             stats = train_phase(model, feats, _class_ids(samples, scenario), phase.row,
-                                spec.seed, device, global_step)
+                                spec.seed, device, global_step, show_progress)
             global_step += stats.steps
             train_time.append(stats.seconds)
             maps, scores = score_all(model, test_feats, test_ids, device)

@@ -85,6 +85,7 @@ def run_grid(request: RunRequest, show_progress: bool = True) -> list[dict]:
     backbone = Backbone(request.backbone, request.backbone_layers, request.backbone_weights,
                         request.input_size)
     cache = FeatureCache(backbone, request.cache_dir / "features", device)
+    cache.show_progress = show_progress
 
     cells = []
     for model in request.models:
@@ -116,7 +117,8 @@ def run_grid(request: RunRequest, show_progress: bool = True) -> list[dict]:
             records.append(existing)
             continue
         try:
-            record = run_cell(spec, dataset, scenario, cache, request.results_dir, cid, device)
+            record = run_cell(spec, dataset, scenario, cache, request.results_dir, cid, device,
+                              show_progress)
         except DatasetError:
             raise
         except Exception as err:  # recorded, never a crash of the grid

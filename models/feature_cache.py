@@ -50,6 +50,7 @@ class FeatureCache:
         self._memory: dict[str, list[torch.Tensor]] = {}
         self._digests: dict[tuple[str, int, int], str] = {}
         self.extraction_seconds = 0.0
+        self.show_progress = True
 
     @staticmethod
     def _setting_key(backbone: Backbone) -> str:
@@ -100,7 +101,8 @@ class FeatureCache:
         if missing:
             start = time.perf_counter()
             size = self.backbone.input_size
-            for lo in tqdm(range(0, len(missing), self.batch_size), desc=desc, leave=False):
+            for lo in tqdm(range(0, len(missing), self.batch_size), desc=desc, leave=False,
+                           disable=not self.show_progress):
                 idx = missing[lo : lo + self.batch_size]
                 batch = images_to_tensor([load_image(samples[i].path, size) for i in idx])
                 maps = self.backbone(batch.to(self.device))
