@@ -97,6 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="leaderboard, CSVs and plots from stored results")
     report.add_argument("--results", dest="results_dir", type=Path, default=Path("results"))
     report.add_argument("--out", type=Path, default=Path("reports"))
+    diagnose = sub.add_parser("diagnose", help="seed 001's pilot diagnostics (drift, freeze "
+                              "ablation, entropy change, t-SNE)")
+    add_run_arguments(diagnose)
+    diagnose.add_argument("--out", type=Path, default=Path("reports/diagnostics"))
     check = sub.add_parser("check", help="regression check against reports/baselines")
     check.add_argument("--baseline", type=Path, default=Path("reports/baselines/check.json"))
     check.add_argument("--update", action="store_true", help="rewrite the baseline")
@@ -106,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
 def request_from_args(args: argparse.Namespace) -> RunRequest:
     """Preset values, then explicit flags on top; model flags grouped per model."""
     values: dict[str, Any] = dict(PRESETS[args.config]) if args.config else {}
+    if args.command == "diagnose":
+        values = {**PRESETS["diagnose"], **values}
     for name in (f.name for f in dataclasses.fields(RunRequest)):
         given = getattr(args, name, None)
         if given is not None and name != "model_overrides":
@@ -152,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
             from nfbench.benchmarks.report import write_report
 
             print(f"wrote {write_report(args.results_dir, args.out)}")
+        elif args.command == "diagnose":
+            from nfbench.benchmarks.diagnostics import run_diagnostics
+
+            for path in run_diagnostics(request_from_args(args), args.out):
+                print(f"wrote {path}")
         elif args.command == "check":
             from nfbench.benchmarks.check import run_check
 

@@ -20,7 +20,7 @@ SUMMARY_METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 
 
 @dataclass
-class TestSet:
+class EvalSet:
     """Every test image of the scenario, in task order, with what the metrics need."""
 
     samples: list[Sample]
@@ -53,7 +53,7 @@ def score_all(
 
 
 def metrics_for(
-    maps: np.ndarray, scores: np.ndarray, test: TestSet, index: np.ndarray
+    maps: np.ndarray, scores: np.ndarray, test: EvalSet, index: np.ndarray
 ) -> dict[str, float]:
     """All six metrics over the samples in `index`; pixel metrics skip mask-less anomalies."""
     result = image_metrics(scores[index], test.labels[index])
@@ -65,7 +65,7 @@ def metrics_for(
 
 
 def evaluation_row(
-    maps: np.ndarray, scores: np.ndarray, test: TestSet, num_tasks: int
+    maps: np.ndarray, scores: np.ndarray, test: EvalSet, num_tasks: int
 ) -> list[dict[str, float]]:
     """Metrics of every task k after one training phase (unseen tasks included)."""
     return [metrics_for(maps, scores, test, np.flatnonzero(test.task_of == k))
@@ -73,7 +73,7 @@ def evaluation_row(
 
 
 def per_class_metrics(
-    maps: np.ndarray, scores: np.ndarray, test: TestSet
+    maps: np.ndarray, scores: np.ndarray, test: EvalSet
 ) -> dict[str, dict[str, float]]:
     names = [s.class_name for s in test.samples]
     result = {}

@@ -18,6 +18,13 @@ PRESETS: dict[str, dict] = {
         "input_size": 128,
         "results_dir": Path("results"),
     },
+    "diagnose": {
+        "models": ["hgad", "ccnf"],
+        "strategies": ["own"],
+        "seeds": [0],
+        "scenario": "synthetic",
+        "input_size": 128,
+    },
     "check": {
         "models": ["fastflow"],
         "strategies": ["finetune"],

@@ -11,6 +11,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -20,7 +21,7 @@ from nfbench.benchmarks.cost import measure_cost
 from nfbench.benchmarks.evaluate import (
     METRICS,
     SUMMARY_METRICS,
-    TestSet,
+    EvalSet,
     evaluation_row,
     per_class_metrics,
     score_all,
@@ -28,12 +29,12 @@ from nfbench.benchmarks.evaluate import (
 from nfbench.benchmarks.forgetting import summarize
 from nfbench.benchmarks.metrics import image_metrics
 from nfbench.benchmarks.results import SCHEMA_VERSION, environment, write_scores
-from nfbench.benchmarks.strategies import ReplayBuffer, plan_phases, training_samples
+from nfbench.benchmarks.strategies import Phase, ReplayBuffer, plan_phases, training_samples
 from nfbench.benchmarks.thresholds import binary_report, fit_thresholds
 from nfbench.benchmarks.trainer import DivergedError, train_phase
 from nfbench.datasets.base import Dataset, Sample, load_mask
 from nfbench.datasets.scenarios import Scenario
-from nfbench.models.base import count_parameters
+from nfbench.models.base import FlowADModel, count_parameters
 from nfbench.models.feature_cache import FeatureCache
 from nfbench.models.registry import create_model
 
@@ -53,7 +54,17 @@ class CellSpec:
     extra: dict = field(default_factory=dict)
 
 
-def build_test_set(dataset: Dataset, scenario: Scenario, size: int) -> TestSet:
+class PhaseObserver(Protocol):
+    """Hooks around each training phase, for diagnostics that need the live model."""
+
+    def before_phase(self, model: FlowADModel, phase: Phase) -> None: ...
+
+    def after_phase(
+        self, model: FlowADModel, phase: Phase, test_features: list[torch.Tensor], test: EvalSet
+    ) -> None: ...
+
+
+def build_test_set(dataset: Dataset, scenario: Scenario, size: int) -> EvalSet:
     class_index = {name: i for i, name in enumerate(scenario.classes)}
     samples: list[Sample] = []
     tasks: list[int] = []
@@ -61,7 +72,7 @@ def build_test_set(dataset: Dataset, scenario: Scenario, size: int) -> TestSet:
         for name in task:
             samples.extend(dataset[name].test)
             tasks.extend([k] * len(dataset[name].test))
-    return TestSet(
+    return EvalSet(
         samples=samples,
         task_of=np.array(tasks),
         class_ids=np.array([class_index[s.class_name] for s in samples]),
@@ -78,7 +89,7 @@ def _class_ids(samples: list[Sample], scenario: Scenario) -> torch.Tensor:
 
 def _threshold_report(
     model, cache: FeatureCache, train: list[Sample], scenario: Scenario, device: torch.device,
-    scores: np.ndarray, test: TestSet, task_aware: bool,
+    scores: np.ndarray, test: EvalSet, task_aware: bool,
 ) -> dict:
     """Automatic thresholds fitted on normal *training* scores, applied to the final test set,
     next to the oracle F1-max (the best F1 any threshold reaches on the test set itself)."""
@@ -100,8 +111,13 @@ def run_cell(
     cid: str,
     device: torch.device,
     show_progress: bool = True,
+    observer: PhaseObserver | None = None,
 ) -> dict:
-    """Run one cell end to end and return its record (scores are written beside it)."""
+    """Run one cell end to end and return its record (scores are written beside it).
+
+    An observer (the diagnostics) sees the model before and after each training phase; it may
+    freeze parameter groups in `before_phase`, and reads what it needs in `after_phase`.
+    """
     torch.manual_seed(spec.seed)
     np.random.seed(spec.seed)
     started = time.perf_counter()
@@ -124,12 +140,16 @@ def run_cell(
             samples = training_samples(spec.strategy, phase, dataset, buffer)
             seen_train.extend(s for n in phase.new_classes for s in dataset[n].train)
             feats = cache.features(samples, desc="train features")
+            if observer is not None:
+                observer.before_phase(model, phase)
             trainable.append(count_parameters(model)[1])
             stats = train_phase(model, feats, _class_ids(samples, scenario), phase.row,
                                 spec.seed, device, global_step, show_progress)
             global_step += stats.steps
             train_time.append(stats.seconds)
             maps, scores = score_all(model, test_feats, test_ids, device)
+            if observer is not None:
+                observer.after_phase(model, phase, test_feats, test)
             if not np.all(np.isfinite(scores)):
                 raise DivergedError(phase.row, stats.steps, "non-finite anomaly scores")
         except DivergedError as err:

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from nfbench.benchmarks.protocol import CellSpec, run_cell
+from nfbench.benchmarks.protocol import CellSpec, PhaseObserver, run_cell
 from nfbench.benchmarks.results import (
     SCHEMA_VERSION,
     cell_id,
@@ -69,8 +69,16 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_grid(request: RunRequest, show_progress: bool = True) -> list[dict]:
-    """Run (or resume) every cell of the request; returns the records of this grid."""
+def run_grid(
+    request: RunRequest,
+    show_progress: bool = True,
+    observer: PhaseObserver | None = None,
+    resume: bool = True,
+) -> list[dict]:
+    """Run (or resume) every cell of the request; returns the records of this grid.
+
+    `observer` (the diagnostics) sees each phase of every cell; with resume=False finished
+    cells run again (an observer needs the live model)."""
     for model in request.models:  # bad names and flags fail before any data is touched
         model_class = get_model_class(model)
         build_config(model, **request.model_overrides.get(model, {}))
@@ -112,13 +120,13 @@ def run_grid(request: RunRequest, show_progress: bool = True) -> list[dict]:
     for spec, cid in bar:
         bar.set_postfix_str(f"{spec.variant}/{spec.strategy}/s{spec.seed}")
         path = cell_path(request.results_dir, cid)
-        existing = read_record(path)
+        existing = read_record(path) if resume else None
         if existing and (existing["status"] == "ok" or not request.retry_failed):
             records.append(existing)
             continue
         try:
             record = run_cell(spec, dataset, scenario, cache, request.results_dir, cid, device,
-                              show_progress)
+                              show_progress, observer)
         except DatasetError:
             raise
         except Exception as err:  # recorded, never a crash of the grid

@@ -1,0 +1,182 @@
+"""`nfbench diagnose`: seed 001's pilot experiments, for any model with named parameter groups.
+
+- drift: relative L2 change of each parameter group between consecutive tasks;
+- freeze ablation (HGAD): flow update/freeze x GMM update/freeze after task 1, with ACC, FM and
+  the entropy change of p(y|x) on normal and on anomalous test images of old tasks;
+- dH per task for class-conditional models (HGAD, CCNF);
+- t-SNE of per-image latents, coloured by class, after the first and the last task.
+Each writes a CSV and a PNG under reports/diagnostics/.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from nfbench.benchmarks.diagnostic_plots import plot_ablation, plot_drift, plot_entropy, plot_tsne
+from nfbench.benchmarks.evaluate import EvalSet
+from nfbench.benchmarks.runner import RunRequest, run_grid
+from nfbench.benchmarks.strategies import Phase
+from nfbench.models.base import FlowADModel
+
+GMM_GROUPS = ("mus", "mu_deltas", "phi_intras", "phi_inters")
+
+
+def pooled_latents(model: FlowADModel, features: list[torch.Tensor]) -> np.ndarray:
+    """One vector per image: the deepest level's latents averaged over positions."""
+    z = model.latents(features)[-1]
+    batch = features[0].shape[0]
+    pooled = z.mean(dim=(2, 3)) if z.dim() == 4 else z.reshape(batch, -1, z.shape[-1]).mean(1)
+    return pooled.detach().cpu().numpy()
+
+
+class DiagnosticObserver:
+    """Collects drift snapshots, posterior entropies and latents phase by phase; optionally
+    freezes named parameter groups from the second task on (the freeze ablation)."""
+
+    def __init__(self, freeze: tuple[str, ...] = (), batch_size: int = 32) -> None:
+        self.freeze = freeze
+        self.batch_size = batch_size
+        self.snapshots: list[dict[str, torch.Tensor]] = []
+        self.entropy: list[np.ndarray] = []
+        self.latents: dict[int, np.ndarray] = {}
+        self.test: EvalSet | None = None
+
+    def _groups(self, model: FlowADModel) -> dict[str, list[torch.Tensor]]:
+        return model.parameter_groups_for_diagnostics()
+
+    def before_phase(self, model: FlowADModel, phase: Phase) -> None:
+        if phase.row == 0 or not self.freeze:
+            return
+        for name, params in self._groups(model).items():
+            if any(name == f or name.startswith(f) for f in self.freeze):
+                for p in params:
+                    p.requires_grad_(False)
+
+    @torch.no_grad()
+    def after_phase(
+        self, model: FlowADModel, phase: Phase, test_features: list[torch.Tensor], test: EvalSet
+    ) -> None:
+        self.test = test
+        self.snapshots.append({name: torch.cat([p.detach().flatten().cpu().clone()
+                                                for p in params]) if params else torch.zeros(0)
+                               for name, params in self._groups(model).items()})
+        device = next(model.parameters()).device
+        entropies, latents = [], []
+        for lo in range(0, test_features[0].shape[0], self.batch_size):
+            feats = [f[lo : lo + self.batch_size].to(device) for f in test_features]
+            if model.class_conditional:
+                entropies.append(model.posterior_entropy(feats).cpu().numpy())
+            try:
+                latents.append(pooled_latents(model, feats))
+            except NotImplementedError:
+                pass
+        if entropies:
+            self.entropy.append(np.concatenate(entropies))
+        if latents:
+            self.latents[phase.row] = np.concatenate(latents)
+
+
+def drift_table(model: str, snapshots: list[dict[str, torch.Tensor]]) -> pd.DataFrame:
+    """||theta_t - theta_{t-1}|| / ||theta_{t-1}|| per group; groups that grew compare the
+    rows that existed before (a new class's centre is growth, not drift)."""
+    rows = []
+    for t in range(1, len(snapshots)):
+        for name, now in snapshots[t].items():
+            before = snapshots[t - 1].get(name)
+            if before is None or before.numel() == 0:
+                continue
+            delta = now[: before.numel()] - before
+            rel = float(delta.norm() / before.norm().clamp_min(1e-12))
+            rows.append({"model": model, "group": name, "from_task": t, "to_task": t + 1,
+                         "relative_drift": rel})
+    return pd.DataFrame(rows)
+
+
+def entropy_changes(entropy: list[np.ndarray], test: EvalSet) -> pd.DataFrame:
+    """dH after each task t >= 2 on old tasks' (k < t) test images, normal vs anomalous."""
+    rows = []
+    for t in range(1, len(entropy)):
+        old = test.task_of < t
+        for label, name in ((0, "normal"), (1, "anomalous")):
+            sel = old & (test.labels == label)
+            delta = float(np.mean(entropy[t][sel] - entropy[t - 1][sel])) if sel.any() else np.nan
+            rows.append({"after_task": t + 1, "samples": name, "delta_H": delta})
+    return pd.DataFrame(rows)
+
+
+def _run(request: RunRequest, model: str, strategy: str, observer: DiagnosticObserver) -> dict:
+    req = dataclasses.replace(request, models=[model], strategies=[strategy], seeds=[0],
+                              measure_cost=False)
+    [record] = run_grid(req, show_progress=False, observer=observer, resume=False)
+    return record
+
+
+def run_diagnostics(request: RunRequest, out_dir: Path) -> list[Path]:
+    """Run every diagnostic for the request's models; returns the files written."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    drift, entropy, tsne = [], [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        request = dataclasses.replace(request, results_dir=Path(tmp))
+        for model in request.models:
+            strategy = request.strategies[0] if request.strategies else "own"
+            observer = DiagnosticObserver()
+            record = _run(request, model, strategy, observer)
+            if record["status"] != "ok":
+                print(f"diagnose: {model} failed: {record['error']['message']}")
+                continue
+            drift.append(drift_table(model, observer.snapshots))
+            if observer.entropy:
+                entropy.append(entropy_changes(observer.entropy, observer.test).assign(model=model))
+            if observer.latents:
+                first, last = min(observer.latents), max(observer.latents)
+                classes = np.array([s.class_name for s in observer.test.samples])
+                tsne[model] = (observer.latents[first], observer.latents[last], classes,
+                               observer.test.labels)
+        if "hgad" in request.models:
+            written += freeze_ablation(request, out_dir)
+    if drift:
+        table = pd.concat(drift)
+        written += [_csv(table, out_dir / "drift.csv"), plot_drift(table, out_dir / "drift.png")]
+    if entropy:
+        table = pd.concat(entropy)
+        written += [_csv(table, out_dir / "entropy_change.csv"),
+                    plot_entropy(table, out_dir / "entropy_change.png")]
+    for model, (first, last, classes, labels) in tsne.items():
+        written.append(plot_tsne(model, first, last, classes, labels,
+                                 out_dir / f"tsne_{model}.png", out_dir / f"tsne_{model}.csv"))
+    return written
+
+
+def freeze_ablation(request: RunRequest, out_dir: Path) -> list[Path]:
+    """HGAD under its own strategy with flow and GMM each updated or frozen after task 1."""
+    rows = []
+    for flow_frozen in (False, True):
+        for gmm_frozen in (False, True):
+            freeze = (("flow",) if flow_frozen else ()) + (GMM_GROUPS if gmm_frozen else ())
+            observer = DiagnosticObserver(freeze=freeze)
+            record = _run(request, "hgad", "hgad", observer)
+            label = (f"NF_{'freeze' if flow_frozen else 'update'}_"
+                     f"GMM_{'freeze' if gmm_frozen else 'update'}")
+            row = {"setting": label, "status": record["status"]}
+            if record["status"] == "ok":
+                summary = record["summary"]["image_auroc"]
+                dh = entropy_changes(observer.entropy, observer.test)
+                row |= {"acc": summary["acc"], "fm": summary["fm"],
+                        "delta_H_normal": dh.loc[dh.samples == "normal", "delta_H"].mean(),
+                        "delta_H_anomalous": dh.loc[dh.samples == "anomalous", "delta_H"].mean()}
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    return [_csv(table, out_dir / "freeze_ablation.csv"),
+            plot_ablation(table, out_dir / "freeze_ablation.png")]
+
+
+def _csv(table: pd.DataFrame, path: Path) -> Path:
+    table.to_csv(path, index=False)
+    return path

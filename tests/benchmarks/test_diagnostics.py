@@ -1,0 +1,49 @@
+"""Diagnostics: drift and entropy change on literal inputs; the observer's freeze is real."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from nfbench.benchmarks.diagnostics import DiagnosticObserver, drift_table, entropy_changes
+from nfbench.benchmarks.evaluate import EvalSet
+from nfbench.benchmarks.runner import run_grid
+
+
+def test_drift_is_relative_l2_and_ignores_grown_rows():
+    snapshots = [
+        {"flow": torch.tensor([3.0, 4.0]), "mus": torch.tensor([1.0, 0.0])},
+        # flow moves by (0, 1): ||d|| / ||theta|| = 1 / 5; mus grows a row (ignored) and
+        # its old rows move by (0, 2): 2 / 1
+        {"flow": torch.tensor([3.0, 5.0]), "mus": torch.tensor([1.0, 2.0, 9.0])},
+    ]
+    table = drift_table("m", snapshots).set_index("group")
+    assert table.loc["flow", "relative_drift"] == pytest.approx(0.2)
+    assert table.loc["mus", "relative_drift"] == pytest.approx(2.0)
+    assert set(table["to_task"]) == {2}
+
+
+def test_entropy_change_uses_old_tasks_only_split_by_label():
+    test = EvalSet(samples=[], task_of=np.array([0, 0, 1, 1]), class_ids=np.array([0, 0, 1, 1]),
+                   labels=np.array([0, 1, 0, 1]), has_mask=np.ones(4, bool),
+                   masks=np.zeros((4, 1, 1), bool))
+    entropy = [np.array([0.5, 0.2, 9.0, 9.0]), np.array([0.1, 0.9, 0.0, 0.0])]
+    table = entropy_changes(entropy, test).set_index("samples")
+    assert table.loc["normal", "delta_H"] == pytest.approx(0.1 - 0.5)
+    assert table.loc["anomalous", "delta_H"] == pytest.approx(0.9 - 0.2)
+    assert set(table["after_task"]) == {2}
+
+
+@pytest.mark.slow
+def test_observer_freezes_groups_after_the_first_task(tiny_request):
+    observer = DiagnosticObserver(freeze=("flow_level0",))
+    request = dataclasses.replace(tiny_request)
+    [record] = run_grid(request, show_progress=False, observer=observer, resume=False)
+    assert record["status"] == "ok"
+    first, second = observer.snapshots
+    assert torch.equal(first["flow_level0"], second["flow_level0"])
+    assert not torch.equal(first["flow_level1"], second["flow_level1"])
+    assert set(observer.latents) == set()  # fastflow exposes no latents
