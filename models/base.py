@@ -86,6 +86,17 @@ class FlowADModel(nn.Module):
         """Named parameter groups whose drift between tasks is worth tracking."""
         return {"flow": [p for p in self.parameters()]}
 
+    def latents(
+        self, features: list[torch.Tensor], class_ids: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Per-level latent vectors (N_positions, D), for the t-SNE diagnostic."""
+        raise NotImplementedError(f"{self.name} exposes no latents")
+
+    def posterior_entropy(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Per-image mean entropy of p(y|x) over seen classes (B,), for class-conditional
+        models; the diagnostics track its change between tasks."""
+        raise NotImplementedError(f"{self.name} has no class posterior")
+
     # ---- training and scoring -----------------------------------------------------------
     def training_loss(
         self, features: list[torch.Tensor], class_ids: torch.Tensor, progress: TrainProgress
