@@ -31,6 +31,16 @@ class EvalSet:
     masks: np.ndarray  # (N, H, W) bool
 
 
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+
+def to_float16(maps: np.ndarray) -> np.ndarray:
+    """Store maps as float16, saturating at its range (65504) so a large map never turns inf;
+    non-finite values stay non-finite and are caught as divergence."""
+    finite = np.isfinite(maps)
+    return np.where(finite, np.clip(maps, -FLOAT16_MAX, FLOAT16_MAX), maps).astype(np.float16)
+
+
 @torch.no_grad()
 def score_all(
     model: FlowADModel,
@@ -47,7 +57,7 @@ def score_all(
         feats = [f[lo : lo + batch_size].to(device) for f in features]
         ids = None if class_ids is None else class_ids[lo : lo + batch_size].to(device)
         out = model.score(feats, ids)
-        maps.append(out.maps.float().cpu().numpy().astype(np.float16))
+        maps.append(to_float16(out.maps.float().cpu().numpy()))
         scores.append(out.image_scores.double().cpu().numpy())
     return np.concatenate(maps), np.concatenate(scores)
 

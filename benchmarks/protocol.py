@@ -89,7 +89,7 @@ def _class_ids(samples: list[Sample], scenario: Scenario) -> torch.Tensor:
 
 def _threshold_report(
     model, cache: FeatureCache, train: list[Sample], scenario: Scenario, device: torch.device,
-    scores: np.ndarray, test: EvalSet, task_aware: bool,
+    scores: np.ndarray, test: EvalSet, task_aware: bool, test_features: list[torch.Tensor],
 ) -> dict:
     """Automatic thresholds fitted on normal *training* scores, applied to the final test set,
     next to the oracle F1-max (the best F1 any threshold reaches on the test set itself)."""
@@ -98,8 +98,24 @@ def _threshold_report(
     report = {}
     for name, threshold in fit_thresholds(train_scores).items():
         report[name] = {**binary_report(scores, test.labels, threshold), "threshold": threshold}
+    nfa = _a_contrario_scores(model, test_features, device)
+    if nfa is not None:  # U-Flow's rule: anomalous where NFA < 1, i.e. -log10 NFA > 0
+        report["nfa"] = {**binary_report(nfa, test.labels, 0.0), "threshold": 0.0}
     report["oracle_f1max"] = {"f1": image_metrics(scores, test.labels)["image_f1max"]}
     return report
+
+
+@torch.no_grad()
+def _a_contrario_scores(
+    model: FlowADModel, features: list[torch.Tensor], device: torch.device, batch: int = 32
+) -> np.ndarray | None:
+    parts = []
+    for lo in range(0, features[0].shape[0], batch):
+        out = model.a_contrario_scores([f[lo : lo + batch].to(device) for f in features])
+        if out is None:
+            return None
+        parts.append(out.double().cpu().numpy())
+    return np.concatenate(parts)
 
 
 def run_cell(
@@ -150,7 +166,7 @@ def run_cell(
             maps, scores = score_all(model, test_feats, test_ids, device)
             if observer is not None:
                 observer.after_phase(model, phase, test_feats, test)
-            if not np.all(np.isfinite(scores)):
+            if not (np.isfinite(scores).all() and np.isfinite(maps).all()):
                 raise DivergedError(phase.row, stats.steps, "non-finite anomaly scores")
         except DivergedError as err:
             error = {"type": "Diverged", "message": str(err), "task": err.task, "step": err.step}
@@ -196,7 +212,8 @@ def run_cell(
     }
     if error is None:
         record["thresholds"] = _threshold_report(
-            model, cache, seen_train, scenario, device, scores, test, spec.task_aware)
+            model, cache, seen_train, scenario, device, scores, test, spec.task_aware,
+            test_feats)
         if spec.measure_cost:
             record["cost"].update(measure_cost(backbone, model, device))
     if rows:

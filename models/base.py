@@ -97,6 +97,11 @@ class FlowADModel(nn.Module):
         models; the diagnostics track its change between tasks."""
         raise NotImplementedError(f"{self.name} has no class posterior")
 
+    def a_contrario_scores(self, features: list[torch.Tensor]) -> torch.Tensor | None:
+        """Per-image max of -log10 NFA (B,), where the model has an a-contrario detector
+        (U-Flow); the automatic "nfa" threshold is then NFA < 1, i.e. a score > 0."""
+        return None
+
     # ---- training and scoring -----------------------------------------------------------
     def training_loss(
         self, features: list[torch.Tensor], class_ids: torch.Tensor, progress: TrainProgress
