@@ -1,0 +1,112 @@
+"""U-Flow: the U-shaped flow is one bijection; NFA matches scipy on a hand-picked case."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import torch
+from scipy import stats
+
+from nfbench.models.backbone import FeatureInfo
+from nfbench.models.base import TrainProgress
+from nfbench.models.registry import create_model
+from nfbench.models.uflow.anomaly_map import (
+    binomial_log10_tail,
+    neg_log10_nfa_map,
+    window_candidate_counts,
+)
+from nfbench.models.uflow.model import UFlowConfig, UShapedFlow
+
+_spec = importlib.util.spec_from_file_location(
+    "flow_checks", Path(__file__).parents[1] / "flow_checks.py")
+checks = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(checks)
+
+TINY = FeatureInfo(channels=(4, 7, 8), strides=(4, 8, 16), input_size=32)
+
+
+def _flow() -> UShapedFlow:
+    torch.manual_seed(0)
+    flow = UShapedFlow((4, 7, 8), (4, 2, 1), UFlowConfig(flow_steps=2)).double()
+    with torch.no_grad():
+        for p in flow.parameters():
+            if p.requires_grad:  # FrEIA's fixed permutations are frozen Parameters
+                p.add_(0.1 * torch.randn_like(p))
+    return flow
+
+
+def _feats(batch: int) -> list[torch.Tensor]:
+    return [torch.randn(batch, c, s, s, dtype=torch.float64) for c, s in ((4, 4), (7, 2), (8, 1))]
+
+
+def test_u_shaped_flow_is_invertible_and_splits_as_designed():
+    flow = _flow()
+    # coarse 8 ch: 4 go up (1 ch at 2x2), 4 stay; mid 7+1: 4 up, 4 stay; fine 4+1 all stay
+    assert flow.stage_channels == [5, 8, 8]
+    feats = _feats(2)
+    latents, _ = flow(feats)
+    assert [tuple(z.shape[1:]) for z in latents] == [(5, 4, 4), (4, 2, 2), (4, 1, 1)]
+    back = flow.inverse(latents)
+    for f, b in zip(feats, back, strict=True):
+        assert torch.allclose(f, b, atol=1e-8), float((f - b).abs().max())
+
+
+def test_u_shaped_flow_logdet_matches_autograd():
+    flow = _flow()
+    feats = _feats(1)
+    splits = [f.numel() for f in feats]
+
+    def forward(flat: torch.Tensor):
+        parts = torch.split(flat.reshape(-1), splits)
+        zs, ld = flow([p.view_as(f) for p, f in zip(parts, feats, strict=True)])
+        return torch.cat([z.reshape(-1) for z in zs]), ld
+
+    checks.assert_logdet_matches_autograd(forward, torch.cat([f.reshape(-1) for f in feats]))
+
+
+def test_nfa_literal_values_against_scipy():
+    # 2 channels on a 3x3 map; probability_thr 0.9 -> tau = chi2_1.ppf(0.9) = 2.7055
+    z = torch.zeros(1, 2, 3, 3, dtype=torch.float64)
+    z[0, 0, 1, 1] = 3.0  # z^2 = 9 >= tau: a candidate
+    z[0, 1, 1, 1] = 2.0  # z^2 = 4 >= tau
+    z[0, 1, 0, 0] = 1.0  # z^2 = 1 < tau: not a candidate
+    # window 3 (half 1), reflect padding: the centre window holds 2 candidates -> k = 2/2 = 1
+    k = window_candidate_counts(z, 1, float(stats.chi2.ppf(0.9, 1)))
+    assert k[0, 0, 1, 1].item() == 1.0
+    # corner (0,0): reflect padding mirrors the centre into 4 cells of its window -> 8/2 = 4
+    assert k[0, 0, 0, 0].item() == 4.0
+    tail = binomial_log10_tail(z, 3, 0.9)
+    expected = math.log10(stats.binom.sf(1, 9, 0.1))  # P(Bin(9, 0.1) > 1)
+    assert abs(tail[0, 0, 1, 1].item() - expected) < 1e-12
+    # one scale, 9 tests: -log10 NFA = -(log10 9 + log10 P); at the centre of a 3x3 target
+    # with align_corners the bicubic interpolation is exact on the grid
+    nfa = neg_log10_nfa_map([z], size=3, window=3, probability_thr=0.9)
+    assert abs(nfa[0, 1, 1].item() - (-(math.log10(9) + expected))) < 1e-5
+    assert abs(nfa[0, 0, 0].item() + math.log10(9) + math.log10(stats.binom.sf(4, 9, 0.1))) < 1e-4
+
+
+def test_tiny_fit_lowers_loss_and_scores_are_finite():
+    torch.manual_seed(0)
+    model = create_model("uflow", TINY, flow_steps=2)
+    feats = [torch.randn(8, 4, 8, 8) * 2 + 1, torch.randn(8, 7, 4, 4) * 0.5 - 1,
+             torch.randn(8, 8, 2, 2) + 3]
+    ids = torch.zeros(8, dtype=torch.long)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    losses = []
+    for step in range(60):
+        terms = model.training_loss(feats, ids, TrainProgress(0, 0, step, step))
+        assert torch.isfinite(terms.total)
+        opt.zero_grad()
+        terms.total.backward()
+        opt.step()
+        losses.append(terms.total.item())
+    assert losses[-1] < losses[0] - 1.0, (losses[0], losses[-1])
+    for mode in ("likelihood", "nfa"):
+        model.config.score_mode = mode
+        out = model.score(feats, None)
+        assert out.maps.shape == (8, 32, 32) and out.image_scores.shape == (8,)
+        assert torch.isfinite(out.maps).all() and torch.isfinite(out.image_scores).all()
+    nfa = model.nfa_map(feats)
+    assert nfa.shape == (8, 32, 32) and torch.isfinite(nfa).all()
