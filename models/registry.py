@@ -17,6 +17,11 @@ from nfbench.models.base import FlowADModel, ModelConfig
 # Adding a model: create models/<name>/ with @register_model, then add its package here.
 BUILTIN_MODEL_PACKAGES: tuple[str, ...] = (
     "nfbench.models.fastflow",
+    "nfbench.models.cflow",
+    "nfbench.models.csflow",
+    "nfbench.models.uflow",
+    "nfbench.models.hgad",
+    "nfbench.models.ccnf",
 )
 
 _REGISTRY: dict[str, type[FlowADModel]] = {}
