@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv bench test report check lint compare clean
+.PHONY: venv bench test report check lint compare diagnose clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,12 @@ report: venv
 
 check: venv
 	$(BIN)/nfbench check
+
+compare: venv
+	$(BIN)/nfbench compare
+
+diagnose: venv
+	$(BIN)/nfbench diagnose
 
 lint: venv
 	$(BIN)/ruff check .

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, NoReturn
 
+from nfbench.benchmarks.compare import add_compare_arguments, main_compare
 from nfbench.benchmarks.presets import PRESETS
 from nfbench.benchmarks.runner import RunRequest, run_grid
 from nfbench.benchmarks.strategies import StrategyError
@@ -97,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="leaderboard, CSVs and plots from stored results")
     report.add_argument("--results", dest="results_dir", type=Path, default=Path("results"))
     report.add_argument("--out", type=Path, default=Path("reports"))
+    add_compare_arguments(sub.add_parser("compare", help="native vs anomalib reference, "
+                                         "side by side"))
     diagnose = sub.add_parser("diagnose", help="seed 001's pilot diagnostics (drift, freeze "
                               "ablation, entropy change, t-SNE)")
     add_run_arguments(diagnose)
@@ -158,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
             from nfbench.benchmarks.report import write_report
 
             print(f"wrote {write_report(args.results_dir, args.out)}")
+        elif args.command == "compare":
+            return main_compare(args)
         elif args.command == "diagnose":
             from nfbench.benchmarks.diagnostics import run_diagnostics
 

@@ -22,6 +22,7 @@ BUILTIN_MODEL_PACKAGES: tuple[str, ...] = (
     "nfbench.models.uflow",
     "nfbench.models.hgad",
     "nfbench.models.ccnf",
+    "nfbench.models.reference",
 )
 
 _REGISTRY: dict[str, type[FlowADModel]] = {}
