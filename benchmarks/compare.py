@@ -191,7 +191,7 @@ def run_compare(
         request = RunRequest(
             models=names, strategies=[strategy], seeds=[seed], scenario=scenario, tasks=tasks,
             data_root=data_root, device=device, input_size=input_size, results_dir=results_dir,
-            cache_dir=cache_dir, model_overrides={n: dict(overrides or {}) for n in names},
+            cache_dir=cache_dir, model_overrides=shared_schedule(models, registered, overrides),
         )
         records = run_grid(request, show_progress=show_progress)
     status, metrics = compare_tables(records, models, registered)
@@ -200,6 +200,25 @@ def run_compare(
     if overrides:
         context["overrides"] = overrides
     return write_compare(status, metrics, out_dir, context)
+
+
+def shared_schedule(
+    models: Sequence[str], registered: set[str], overrides: dict | None
+) -> dict[str, dict]:
+    """Both sides of a pair train on the same schedule: the native config's epochs and batch
+    size (or the overrides), so accuracy differences are not a matter of more steps."""
+    from nfbench.models.registry import build_config
+
+    schedule: dict[str, dict] = {}
+    for model in models:
+        if model not in registered:
+            continue
+        native = build_config(model)
+        shared = {"epochs": native.epochs, "batch_size": native.batch_size, **(overrides or {})}
+        for name in (model, reference_name(model)):
+            if name in registered:
+                schedule[name] = dict(shared)
+    return schedule
 
 
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:

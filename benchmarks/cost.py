@@ -17,6 +17,10 @@ import torch
 from nfbench.models.backbone import Backbone
 from nfbench.models.base import FlowADModel
 
+INFERENCE_COST_KEYS = (
+    "latency_ms_p50", "latency_ms_p95", "throughput_img_s", "peak_memory_mb", "memory_kind",
+)
+
 
 class _RssSampler:
     """Samples this process's RSS every millisecond in a thread; keeps the peak."""

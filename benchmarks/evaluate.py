@@ -63,10 +63,12 @@ def score_all(
 
 
 def metrics_for(
-    maps: np.ndarray, scores: np.ndarray, test: EvalSet, index: np.ndarray
+    maps: np.ndarray, scores: np.ndarray, test: EvalSet, index: np.ndarray, pixel: bool = True
 ) -> dict[str, float]:
     """All six metrics over the samples in `index`; pixel metrics skip mask-less anomalies."""
     result = image_metrics(scores[index], test.labels[index])
+    if not pixel:
+        return result | {"pixel_auroc": np.nan, "pixel_aupro": np.nan, "pixel_ap": np.nan}
     pixel_index = index[(test.labels[index] == 0) | test.has_mask[index]]
     result.update(
         pixel_metrics(maps[pixel_index].astype(np.float32), test.masks[pixel_index])
@@ -75,11 +77,12 @@ def metrics_for(
 
 
 def evaluation_row(
-    maps: np.ndarray, scores: np.ndarray, test: EvalSet, num_tasks: int
+    maps: np.ndarray, scores: np.ndarray, test: EvalSet, num_tasks: int, seen_tasks: int
 ) -> list[dict[str, float]]:
-    """Metrics of every task k after one training phase (unseen tasks included)."""
-    return [metrics_for(maps, scores, test, np.flatnonzero(test.task_of == k))
-            for k in range(num_tasks)]
+    """Metrics of every task k after one training phase. Unseen tasks (k >= seen_tasks) get
+    image metrics only: they enter no summary, and pixel metrics are most of the cost."""
+    return [metrics_for(maps, scores, test, np.flatnonzero(test.task_of == k),
+                        pixel=k < seen_tasks) for k in range(num_tasks)]
 
 
 def per_class_metrics(

@@ -11,8 +11,8 @@ from pathlib import Path
 
 PRESETS: dict[str, dict] = {
     "bench": {
-        "models": ["fastflow"],
-        "strategies": ["finetune", "replay", "joint"],
+        "models": ["fastflow", "cflow", "csflow", "uflow", "hgad", "ccnf"],
+        "strategies": ["finetune", "replay", "joint", "own"],
         "seeds": [0],
         "scenario": "synthetic",
         "input_size": 128,

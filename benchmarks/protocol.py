@@ -174,7 +174,7 @@ def run_cell(
         if buffer is not None:
             buffer.add_classes(dataset, phase.new_classes)
         arrays[f"maps_t{phase.row}"] = maps
-        for k, values in enumerate(evaluation_row(maps, scores, test, T)):
+        for k, values in enumerate(evaluation_row(maps, scores, test, T, phase.row + 1)):
             for metric, value in values.items():
                 R[metric][phase.row, k] = value
         rows.append(pd.DataFrame({

@@ -7,6 +7,7 @@ and the grid goes on.
 
 from __future__ import annotations
 
+import dataclasses
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from nfbench.benchmarks.cost import INFERENCE_COST_KEYS
 from nfbench.benchmarks.protocol import CellSpec, PhaseObserver, run_cell
 from nfbench.benchmarks.results import (
     SCHEMA_VERSION,
@@ -63,6 +65,18 @@ def variant_name(model: str, overrides: dict) -> str:
     return f"{model}[{','.join(f'{k}={v}' for k, v in given.items())}]"
 
 
+def _remember_cost(measured: dict[str, dict], record: dict) -> None:
+    """Inference cost depends on the model and its settings, not on the strategy or seed
+    (after the last task every strategy scores the same classes), so one measurement per
+    variant serves its other cells; they name the cell it came from."""
+    cost = record.get("cost") or {}
+    if record["status"] == "ok" and "latency_ms_p50" in cost and record["variant"] not in measured:
+        measured[record["variant"]] = {
+            **{k: cost[k] for k in INFERENCE_COST_KEYS if k in cost},
+            "cost_measured_in": cost.get("cost_measured_in", record["cell_id"]),
+        }
+
+
 def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise DatasetError("--device cuda asked for, but no CUDA device is available")
@@ -83,7 +97,8 @@ def run_grid(
         model_class = get_model_class(model)
         build_config(model, **request.model_overrides.get(model, {}))
         for strategy_name in request.strategies:
-            resolve_strategy(strategy_name, model_class.own_strategy, model)
+            if strategy_name != "own" or len(request.models) == 1:
+                resolve_strategy(strategy_name, model_class.own_strategy, model)
     device = resolve_device(request.device)
     dataset_name = request.scenario.split(":", 1)[0]
     dataset = open_dataset(dataset_name, request.data_root, request.cache_dir)
@@ -101,6 +116,9 @@ def run_grid(
         overrides = request.model_overrides.get(model, {})
         config = build_config(model, **overrides)  # validates the overrides early
         for strategy_name in request.strategies:
+            if strategy_name == "own" and model_class.own_strategy is None and len(
+                    request.models) > 1:
+                continue  # in a grid, 'own' means the model's mechanism where it has one
             strategy = resolve_strategy(strategy_name, model_class.own_strategy, model)
             for seed in request.seeds:
                 spec = CellSpec(model, overrides, variant_name(model, overrides), strategy, seed,
@@ -116,14 +134,19 @@ def run_grid(
                                             settings)))
 
     records = []
+    measured: dict[str, dict] = {}  # variant -> its inference cost, measured once
     bar = tqdm(cells, desc="cells", disable=not show_progress)
     for spec, cid in bar:
         bar.set_postfix_str(f"{spec.variant}/{spec.strategy}/s{spec.seed}")
         path = cell_path(request.results_dir, cid)
         existing = read_record(path) if resume else None
         if existing and (existing["status"] == "ok" or not request.retry_failed):
+            _remember_cost(measured, existing)
             records.append(existing)
             continue
+        shared = measured.get(spec.variant)
+        if shared is not None:
+            spec = dataclasses.replace(spec, measure_cost=False)
         try:
             record = run_cell(spec, dataset, scenario, cache, request.results_dir, cid, device,
                               show_progress, observer)
@@ -137,7 +160,11 @@ def run_grid(
                 "error": {"type": type(err).__name__, "message": str(err), "task": None,
                           "step": None, "traceback": traceback.format_exc(limit=8)},
             }
+        if shared is not None and record["status"] == "ok":
+            record["cost"].update(shared)
         record["cell_id"] = cid
         write_json_atomic(path, record)
-        records.append(read_record(path))  # exactly what is stored (NaN -> null)
+        stored = read_record(path)  # exactly what is stored (NaN -> null)
+        _remember_cost(measured, stored)
+        records.append(stored)
     return records
