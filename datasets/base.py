@@ -71,6 +71,16 @@ class Dataset:
         return self.classes[name]
 
 
+def select_classes(found: list[str], requested: list[str] | None, where: object) -> list[str]:
+    """The requested classes (sorted), or all found; an unknown one is a one-line error."""
+    if requested is None:
+        return found
+    unknown = [c for c in requested if c not in found]
+    if unknown:
+        raise DatasetError(f"unknown class '{unknown[0]}' in {where} (known: {', '.join(found)})")
+    return sorted(set(requested))
+
+
 def file_digest(path: Path) -> str:
     """Content digest of a file: the feature cache keys on this, so an edited image never hits."""
     h = hashlib.sha1()

@@ -14,7 +14,14 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
-from nfbench.datasets.base import ClassData, Dataset, DatasetError, Sample, list_images
+from nfbench.datasets.base import (
+    ClassData,
+    Dataset,
+    DatasetError,
+    Sample,
+    list_images,
+    select_classes,
+)
 
 GRAY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 MASK_SUFFIXES = (".png", ".bmp", ".tif", ".tiff", ".jpg")
@@ -94,13 +101,5 @@ def read_mvtec_layout(root: Path, name: str = "mvtec", classes: list[str] | None
     found = mvtec_class_dirs(root)
     if not found:
         raise DatasetError(f"no classes found in {root} (expected <class>/train/good/ folders)")
-    if classes is None:
-        wanted = found
-    else:
-        unknown = [c for c in classes if c not in found]
-        if unknown:
-            raise DatasetError(
-                f"unknown class '{unknown[0]}' in {root} (known: {', '.join(found)})"
-            )
-        wanted = sorted(set(classes))
+    wanted = select_classes(found, classes, root)
     return Dataset(name, root, {c: read_mvtec_class(root / c) for c in wanted})

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nfbench.datasets.base import ClassData, Dataset, DatasetError, Sample
+from nfbench.datasets.base import ClassData, Dataset, DatasetError, Sample, select_classes
 from nfbench.datasets.mvtec import is_grayscale_file, mvtec_class_dirs, read_mvtec_layout
 
 SPLIT_CSV = Path("split_csv") / "1cls.csv"
@@ -90,15 +90,7 @@ def read_visa(root: Path, classes: list[str] | None = None) -> Dataset:
     found = sorted(set(table["object"]) - {""})
     if not found:
         raise DatasetError(f"no classes found in {csv_path}")
-    if classes is None:
-        wanted = found
-    else:
-        unknown = [c for c in classes if c not in found]
-        if unknown:
-            raise DatasetError(
-                f"unknown class '{unknown[0]}' in {csv_path} (known: {', '.join(found)})"
-            )
-        wanted = sorted(set(classes))
+    wanted = select_classes(found, classes, csv_path)
     return Dataset(
         "visa",
         root,

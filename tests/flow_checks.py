@@ -32,3 +32,20 @@ def assert_logdet_matches_autograd(
     _, reported = forward_with_logdet(x)
     assert torch.allclose(reported.reshape(()).double(), expected, rtol=rtol, atol=atol), (
         float(reported), float(expected))
+
+
+def fit_losses(model, feats: list[torch.Tensor], steps: int = 60, lr: float = 1e-3) -> list[float]:
+    """Adam on one batch for `steps` steps (one class, id 0); every loss must be finite."""
+    from nfbench.models.base import TrainProgress
+
+    ids = torch.zeros(feats[0].shape[0], dtype=torch.long)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+    losses = []
+    for step in range(steps):
+        terms = model.training_loss(feats, ids, TrainProgress(0, 0, step, step))
+        assert torch.isfinite(terms.total), f"non-finite loss at step {step}"
+        opt.zero_grad()
+        terms.total.backward()
+        opt.step()
+        losses.append(terms.total.item())
+    return losses

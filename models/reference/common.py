@@ -11,7 +11,7 @@ from types import ModuleType
 import torch
 from torch import nn
 
-from nfbench.models.base import AnomalyOutput
+from nfbench.models.base import AnomalyOutput, FlowADModel, LossTerms, TrainProgress
 
 
 class AnomalibMissingError(ImportError):
@@ -89,3 +89,25 @@ def as_output(batch: object) -> AnomalyOutput:
     maps = batch.anomaly_map
     maps = maps[:, 0] if maps.dim() == 4 else maps
     return AnomalyOutput(maps=maps, image_scores=batch.pred_score.reshape(maps.shape[0]))
+
+
+class AnomalibNetEntry(FlowADModel):
+    """An entry whose anomalib torch model returns (latents, log-jacobians) in training mode
+    and an inference batch in eval mode; subclasses set `self.net` and `self.criterion`."""
+
+    net: nn.Module
+    criterion: nn.Module
+
+    def training_loss(
+        self, features: list[torch.Tensor], class_ids: torch.Tensor, progress: TrainProgress
+    ) -> LossTerms:
+        with net_mode(self.net, True):
+            latents, log_jacs = self.net(list(features))
+        loss = self.criterion(latents, log_jacs)
+        return LossTerms(loss, {"nll": float(loss.detach())})
+
+    @torch.no_grad()
+    def score(self, features: list[torch.Tensor], class_ids: torch.Tensor | None) -> AnomalyOutput:
+        with net_mode(self.net, False):
+            out = self.net(list(features))
+        return as_output(out)

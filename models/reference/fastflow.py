@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from nfbench.models.backbone import FeatureInfo
-from nfbench.models.base import AnomalyOutput, FlowADModel, LossTerms, ModelConfig, TrainProgress
-from nfbench.models.reference.common import FeatureFeeder, anomalib_module, as_output, net_mode
+from nfbench.models.base import ModelConfig
+from nfbench.models.reference.common import AnomalibNetEntry, FeatureFeeder, anomalib_module
 from nfbench.models.registry import register_model
 
 
@@ -31,7 +31,7 @@ class AnomalibFastflowConfig(ModelConfig):
 
 
 @register_model("anomalib.fastflow")
-class AnomalibFastflow(FlowADModel):
+class AnomalibFastflow(AnomalibNetEntry):
     """Reference FastFlow: anomalib's network, loss and map; nfbench's frozen features."""
 
     config_class = AnomalibFastflowConfig
@@ -58,20 +58,6 @@ class AnomalibFastflow(FlowADModel):
         )
         self.net = net
         self.criterion = anomalib_module("fastflow", "loss").FastflowLoss()
-
-    def training_loss(
-        self, features: list[torch.Tensor], class_ids: torch.Tensor, progress: TrainProgress
-    ) -> LossTerms:
-        with net_mode(self.net, True):
-            latents, log_jacs = self.net(list(features))
-        loss = self.criterion(latents, log_jacs)
-        return LossTerms(loss, {"nll": float(loss.detach())})
-
-    @torch.no_grad()
-    def score(self, features: list[torch.Tensor], class_ids: torch.Tensor | None) -> AnomalyOutput:
-        with net_mode(self.net, False):
-            out = self.net(list(features))
-        return as_output(out)
 
     def parameter_groups_for_diagnostics(self) -> dict[str, list[torch.Tensor]]:
         blocks = self.net.fast_flow_blocks

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from nfbench.models.backbone import FeatureInfo
-from nfbench.models.base import AnomalyOutput, FlowADModel, LossTerms, ModelConfig, TrainProgress
-from nfbench.models.reference.common import anomalib_module, as_output, net_mode, new_uninitialised
+from nfbench.models.base import ModelConfig
+from nfbench.models.reference.common import AnomalibNetEntry, anomalib_module, new_uninitialised
 from nfbench.models.registry import register_model
 
 
@@ -50,7 +50,7 @@ class LayerNormFeatures(nn.Module):
 
 
 @register_model("anomalib.uflow")
-class AnomalibUflow(FlowADModel):
+class AnomalibUflow(AnomalibNetEntry):
     """Reference U-Flow: anomalib's U-shaped flow, loss and map; nfbench's frozen features."""
 
     config_class = AnomalibUflowConfig
@@ -70,17 +70,3 @@ class AnomalibUflow(FlowADModel):
         )
         self.net = net
         self.criterion = anomalib_module("uflow", "loss").UFlowLoss()
-
-    def training_loss(
-        self, features: list[torch.Tensor], class_ids: torch.Tensor, progress: TrainProgress
-    ) -> LossTerms:
-        with net_mode(self.net, True):
-            latents, log_jac = self.net(list(features))
-        loss = self.criterion(latents, log_jac)
-        return LossTerms(loss, {"nll": float(loss.detach())})
-
-    @torch.no_grad()
-    def score(self, features: list[torch.Tensor], class_ids: torch.Tensor | None) -> AnomalyOutput:
-        with net_mode(self.net, False):
-            out = self.net(list(features))
-        return as_output(out)

@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 
 from nfbench.models.backbone import FeatureInfo
-from nfbench.models.base import TrainProgress
 from nfbench.models.cflow.anomaly_map import cflow_anomaly_map
 from nfbench.models.cflow.model import CflowConfig, build_cflow_decoder
 from nfbench.models.registry import create_model
@@ -55,16 +54,7 @@ def test_tiny_fit_lowers_loss_and_scores_are_finite():
     torch.manual_seed(0)
     model = create_model("cflow", TINY, coupling_blocks=2, condition_vector=8, fiber_batch_size=64)
     feats = [torch.randn(8, 4, 4, 4) * 2 + 1, torch.randn(8, 6, 2, 2) * 0.5 - 1]
-    ids = torch.zeros(8, dtype=torch.long)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for step in range(60):
-        terms = model.training_loss(feats, ids, TrainProgress(0, 0, step, step))
-        assert torch.isfinite(terms.total)
-        opt.zero_grad()
-        terms.total.backward()
-        opt.step()
-        losses.append(terms.total.item())
+    losses = checks.fit_losses(model, feats)
     assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 - 0.2, (losses[0], losses[-1])
     for norm in ("batch", "none"):
         model.config.map_normalization = norm

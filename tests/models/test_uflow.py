@@ -10,7 +10,6 @@ import torch
 from scipy import stats
 
 from nfbench.models.backbone import FeatureInfo
-from nfbench.models.base import TrainProgress
 from nfbench.models.registry import create_model
 from nfbench.models.uflow.anomaly_map import (
     binomial_log10_tail,
@@ -92,16 +91,7 @@ def test_tiny_fit_lowers_loss_and_scores_are_finite():
     model = create_model("uflow", TINY, flow_steps=2)
     feats = [torch.randn(8, 4, 8, 8) * 2 + 1, torch.randn(8, 7, 4, 4) * 0.5 - 1,
              torch.randn(8, 8, 2, 2) + 3]
-    ids = torch.zeros(8, dtype=torch.long)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    losses = []
-    for step in range(60):
-        terms = model.training_loss(feats, ids, TrainProgress(0, 0, step, step))
-        assert torch.isfinite(terms.total)
-        opt.zero_grad()
-        terms.total.backward()
-        opt.step()
-        losses.append(terms.total.item())
+    losses = checks.fit_losses(model, feats)
     assert losses[-1] < losses[0] - 1.0, (losses[0], losses[-1])
     for mode in ("likelihood", "nfa"):
         model.config.score_mode = mode
