@@ -116,9 +116,9 @@ def run_grid(
         overrides = request.model_overrides.get(model, {})
         config = build_config(model, **overrides)  # validates the overrides early
         for strategy_name in request.strategies:
-            if strategy_name == "own" and model_class.own_strategy is None and len(
-                    request.models) > 1:
-                continue  # in a grid, 'own' means the model's mechanism where it has one
+            if strategy_name == "own" and len(request.models) > 1 and (
+                    model_class.own_strategy is None or model_class.own_strategy_is_finetune):
+                continue  # in a grid, 'own' means a mechanism of its own, where it differs
             strategy = resolve_strategy(strategy_name, model_class.own_strategy, model)
             for seed in request.seeds:
                 spec = CellSpec(model, overrides, variant_name(model, overrides), strategy, seed,

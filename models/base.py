@@ -63,6 +63,9 @@ class FlowADModel(nn.Module):
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     class_conditional: ClassVar[bool] = False  # needs class ids at training time
     own_strategy: ClassVar[str | None] = None  # name of the model's own continual mechanism
+    # True where the own mechanism acts under every strategy, so its cell would repeat
+    # finetune's exactly (HGAD's growing centres); grids asking for 'own' then skip it.
+    own_strategy_is_finetune: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig, features: FeatureInfo) -> None:
         super().__init__()

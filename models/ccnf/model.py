@@ -32,7 +32,7 @@ from nfbench.models.registry import register_model
 @dataclass
 class CCNFConfig(ModelConfig):
     grad_clip: float = field(default=1.0, metadata={"help": "max grad norm (seed: 1.0; 0 = off)"})
-    epochs: int = field(default=12, metadata={"help": "epochs per task"})
+    epochs: int = field(default=8, metadata={"help": "epochs per task"})
     lr: float = field(default=5e-3, metadata={"help": "Adam learning rate of the flow"})
     embed_dim: int = field(default=32, metadata={"help": "class embedding size E_c"})
     pos_dim: int = field(default=32, metadata={"help": "2D positional encoding size (multiple of 4)"})

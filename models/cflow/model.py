@@ -24,7 +24,7 @@ from nfbench.models.registry import register_model
 
 @dataclass
 class CflowConfig(ModelConfig):
-    epochs: int = field(default=12, metadata={"help": "epochs per task (paper: 25x8 sub-epochs)"})
+    epochs: int = field(default=8, metadata={"help": "epochs per task (paper: 25x8 sub-epochs)"})
     lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (paper: 2e-4)"})
     coupling_blocks: int = field(default=4, metadata={"help": "AllInOne blocks per level (paper: 8)"})
     condition_vector: int = field(

@@ -30,7 +30,7 @@ from nfbench.models.registry import register_model
 class HGADConfig(ModelConfig):
     """Defaults are reduced for CPU benches; the paper's values are given in each help."""
 
-    epochs: int = field(default=10, metadata={"help": "epochs per task (paper: 25x8)"})
+    epochs: int = field(default=6, metadata={"help": "epochs per task (paper: 25x8)"})
     batch_size: int = field(default=8, metadata={"help": "images per step (paper: 8)"})
     lr: float = field(default=1e-3, metadata={"help": "flow and phi learning rate (paper: 2e-4)"})
     weight_decay: float = field(default=1e-4, metadata={"help": "flow weight decay (paper)"})
@@ -77,6 +77,7 @@ class HGAD(FlowADModel):
     config_class = HGADConfig
     class_conditional = True
     own_strategy = "hgad"
+    own_strategy_is_finetune = True  # centres grow under every strategy
 
     def __init__(self, config: HGADConfig, features: FeatureInfo) -> None:
         super().__init__(config, features)
