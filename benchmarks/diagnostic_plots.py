@@ -19,19 +19,20 @@ def plot_drift(table: pd.DataFrame, path: Path) -> Path:
     fig, axes = plt.subplots(2, len(models), figsize=(5.5 * len(models), 8), squeeze=False)
     for col, model in enumerate(models):
         sub = table[table.model == model]
-        grid = sub.pivot_table(index="group", columns="to_task", values="relative_drift")
+        grid = sub.pivot_table(index="group", columns="to_task", values="rms_change")
         ax = axes[0, col]
-        im = ax.imshow(grid.to_numpy(), aspect="auto", cmap="magma")
+        im = ax.imshow(np.log10(np.maximum(grid.to_numpy(), 1e-8)), aspect="auto", cmap="magma",
+                       vmin=-8)
         ax.set_yticks(range(len(grid.index)), grid.index, fontsize=8)
         ax.set_xticks(range(len(grid.columns)), [f"{c - 1}→{c}" for c in grid.columns])
-        ax.set_title(f"{model}: relative drift per group")
+        ax.set_title(f"{model}: log10 RMS change per group")
         fig.colorbar(im, ax=ax, fraction=0.046)
         ax = axes[1, col]
         for group, rows in sub.groupby("group"):
-            ax.plot(rows["to_task"], rows["relative_drift"], marker="o", label=group)
-        ax.set_xlabel("task (drift from the previous one)")
-        ax.set_ylabel("||Δθ|| / ||θ||")
-        ax.set_yscale("log")
+            ax.plot(rows["to_task"], rows["rms_change"], marker="o", label=group)
+        ax.set_xlabel("task (change from the previous one)")
+        ax.set_ylabel("RMS change of the group's parameters")
+        ax.set_yscale("symlog", linthresh=1e-6)
         ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -83,8 +83,9 @@ class DiagnosticObserver:
 
 
 def drift_table(model: str, snapshots: list[dict[str, torch.Tensor]]) -> pd.DataFrame:
-    """||theta_t - theta_{t-1}|| / ||theta_{t-1}|| per group; groups that grew compare the
-    rows that existed before (a new class's centre is growth, not drift)."""
+    """||theta_t - theta_{t-1}|| / ||theta_{t-1}|| per group (and the RMS change, which stays
+    readable where a group starts near zero, e.g. HGAD's phi_inters with one class); groups
+    that grew compare the rows that existed before (a new class's centre is growth, not drift)."""
     rows = []
     for t in range(1, len(snapshots)):
         for name, now in snapshots[t].items():
@@ -93,8 +94,9 @@ def drift_table(model: str, snapshots: list[dict[str, torch.Tensor]]) -> pd.Data
                 continue
             delta = now[: before.numel()] - before
             rel = float(delta.norm() / before.norm().clamp_min(1e-12))
+            rms = float(delta.norm() / before.numel() ** 0.5)
             rows.append({"model": model, "group": name, "from_task": t, "to_task": t + 1,
-                         "relative_drift": rel})
+                         "relative_drift": rel, "rms_change": rms})
     return pd.DataFrame(rows)
 
 

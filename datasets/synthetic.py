@@ -37,7 +37,7 @@ from nfbench.datasets.synthetic_draw import (
     render,
 )
 
-GENERATOR_VERSION = 1  # bump whenever the pictures change, so caches regenerate
+GENERATOR_VERSION = 2  # bump whenever the pictures change, so caches regenerate
 STAMP_NAME = ".nfbench-synthetic"
 DEFECTS: dict[str, tuple[str, ...]] = {
     "brick": ("hole", "perlin_blob", "scratch"),

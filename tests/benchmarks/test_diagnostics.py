@@ -23,6 +23,7 @@ def test_drift_is_relative_l2_and_ignores_grown_rows():
     table = drift_table("m", snapshots).set_index("group")
     assert table.loc["flow", "relative_drift"] == pytest.approx(0.2)
     assert table.loc["mus", "relative_drift"] == pytest.approx(2.0)
+    assert table.loc["flow", "rms_change"] == pytest.approx(1 / 2**0.5)
     assert set(table["to_task"]) == {2}
 
 
