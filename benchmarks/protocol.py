@@ -64,8 +64,13 @@ class PhaseObserver(Protocol):
     ) -> None: ...
 
 
+def scenario_class_index(scenario: Scenario) -> dict[str, int]:
+    """Global class ids: a class's position in the scenario's class order."""
+    return {name: i for i, name in enumerate(scenario.classes)}
+
+
 def build_test_set(dataset: Dataset, scenario: Scenario, size: int) -> EvalSet:
-    class_index = {name: i for i, name in enumerate(scenario.classes)}
+    class_index = scenario_class_index(scenario)
     samples: list[Sample] = []
     tasks: list[int] = []
     for k, task in enumerate(scenario.tasks):
@@ -83,7 +88,7 @@ def build_test_set(dataset: Dataset, scenario: Scenario, size: int) -> EvalSet:
 
 
 def _class_ids(samples: list[Sample], scenario: Scenario) -> torch.Tensor:
-    index = {name: i for i, name in enumerate(scenario.classes)}
+    index = scenario_class_index(scenario)
     return torch.tensor([index[s.class_name] for s in samples], dtype=torch.long)
 
 
@@ -151,7 +156,7 @@ def run_cell(
     seen_train: list[Sample] = []
     for phase in plan_phases(spec.strategy, scenario):
         try:
-            class_index = {n: i for i, n in enumerate(scenario.classes)}
+            class_index = scenario_class_index(scenario)
             model.start_task(phase.row, [class_index[n] for n in phase.new_classes], spec.strategy)
             samples = training_samples(spec.strategy, phase, dataset, buffer)
             seen_train.extend(s for n in phase.new_classes for s in dataset[n].train)

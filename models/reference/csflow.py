@@ -18,8 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from nfbench.models.backbone import FeatureInfo
-from nfbench.models.base import AnomalyOutput, FlowADModel, LossTerms, ModelConfig, TrainProgress
-from nfbench.models.reference.common import anomalib_module, as_output, net_mode, new_uninitialised
+from nfbench.models.base import AnomalyOutput, ModelConfig
+from nfbench.models.reference.common import AnomalibNetEntry, anomalib_module, new_uninitialised
 from nfbench.models.registry import register_model
 
 
@@ -81,7 +81,7 @@ def build_cross_scale_flow(
 
 
 @register_model("anomalib.csflow")
-class AnomalibCsflow(FlowADModel):
+class AnomalibCsflow(AnomalibNetEntry):
     """Reference CS-Flow: anomalib's flow, loss, scores and map; adapter-fed nfbench features."""
 
     config_class = AnomalibCsflowConfig
@@ -114,19 +114,9 @@ class AnomalibCsflow(FlowADModel):
         params = [p for p in self.parameters() if p.requires_grad]
         return [{"params": params, "eps": self.config.adam_eps}] if params else []
 
-    def training_loss(
-        self, features: list[torch.Tensor], class_ids: torch.Tensor, progress: TrainProgress
-    ) -> LossTerms:
-        with net_mode(self.net, True):
-            z_dist, jacobians = self.net(list(features))
-        loss = self.criterion(z_dist, jacobians)
-        return LossTerms(loss, {"nll": float(loss.detach())})
-
     @torch.no_grad()
     def score(self, features: list[torch.Tensor], class_ids: torch.Tensor | None) -> AnomalyOutput:
-        with net_mode(self.net, False):
-            out = self.net(list(features))
-        result = as_output(out)
+        result = super().score(features, class_ids)
         if self.config.log_map:  # monotone: every pixel metric is unchanged
             result.maps = torch.log1p(result.maps)
         return result
