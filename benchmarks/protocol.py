@@ -168,6 +168,8 @@ def run_cell(
                                 spec.seed, device, global_step, show_progress)
             global_step += stats.steps
             train_time.append(stats.seconds)
+            with torch.no_grad():
+                model.finish_task(feats, _class_ids(samples, scenario))
             maps, scores = score_all(model, test_feats, test_ids, device)
             if observer is not None:
                 observer.after_phase(model, phase, test_feats, test)

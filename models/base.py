@@ -80,6 +80,25 @@ class FlowADModel(nn.Module):
             if c not in self.seen_classes:
                 self.seen_classes.append(c)
 
+    def finish_task(self, features: list[torch.Tensor], class_ids: torch.Tensor) -> None:
+        """Called once after a task's training with that task's training features (CPU,
+        everything the learner holds: current task plus any replay buffer). Score references
+        (CFLOW's and HGAD's map normalisation) and non-gradient fitting (memory banks) belong
+        here, so a test image's score never depends on the other test images."""
+
+    def iter_batches(
+        self, features: list[torch.Tensor], class_ids: torch.Tensor | None, batch_size: int = 32
+    ):
+        """(features, class_ids) chunks moved to this model's device and dtype, in order."""
+        anchor = next(iter(self.buffers()), None)
+        anchor = next(self.parameters(), anchor)
+        device = anchor.device if anchor is not None else features[0].device
+        dtype = anchor.dtype if anchor is not None and anchor.is_floating_point() else None
+        for lo in range(0, features[0].shape[0], batch_size):
+            feats = [f[lo : lo + batch_size].to(device=device, dtype=dtype) for f in features]
+            ids = None if class_ids is None else class_ids[lo : lo + batch_size].to(device)
+            yield feats, ids
+
     def param_groups(self) -> list[dict]:
         """Optimiser groups over trainable parameters; override for per-group learning rates."""
         params = [p for p in self.parameters() if p.requires_grad]
