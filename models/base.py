@@ -66,6 +66,10 @@ class FlowADModel(nn.Module):
     # True where the own mechanism acts under every strategy, so its cell would repeat
     # finetune's exactly (HGAD's growing centres); grids asking for 'own' then skip it.
     own_strategy_is_finetune: ClassVar[bool] = False
+    # True where an image's score depends on the other images scored with it (a reference
+    # entry that keeps its library's batch-wise normalisation). Native models never do: the
+    # contract is that every score is a function of its own image only.
+    batch_dependent_scores: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig, features: FeatureInfo) -> None:
         super().__init__()

@@ -19,6 +19,9 @@ class ClassEmbedding(nn.Module):
         self.dim = dim
         self.init_std = init_std
         self.chunks = nn.ParameterList()
+        # empty, follows .to(device, dtype): rows created before any chunk exists (the first
+        # growth, the mean row of an empty table) take the module's device and dtype from it
+        self.register_buffer("anchor", torch.zeros(0), persistent=False)
 
     def __len__(self) -> int:
         return sum(c.shape[0] for c in self.chunks)
@@ -26,15 +29,14 @@ class ClassEmbedding(nn.Module):
     def table(self) -> torch.Tensor:
         """(rows, E); empty (0, E) before any class."""
         if not len(self.chunks):
-            return torch.zeros(0, self.dim)
+            return self.anchor.new_zeros(0, self.dim)
         return torch.cat(list(self.chunks), dim=0)
 
     def mean_row(self) -> torch.Tensor:
         """Mean of the existing rows (zeros when there are none): the embedding of an id the
         table does not know, so such a class still gets a finite score."""
         if not len(self):
-            device = self.chunks[0].device if len(self.chunks) else None
-            return torch.zeros(self.dim, device=device)
+            return self.anchor.new_zeros(self.dim)
         return self.table().mean(dim=0)
 
     @torch.no_grad()
@@ -43,11 +45,10 @@ class ClassEmbedding(nn.Module):
         or N(0, init_std^2) ('random'). n == 0 adds nothing."""
         if n <= 0:
             return
-        device = self.chunks[0].device if len(self.chunks) else torch.device("cpu")
         if init == "mean" and len(self):
             rows = self.mean_row().expand(n, self.dim).clone()
-        else:
-            rows = torch.randn(n, self.dim, device=device) * self.init_std
+        else:  # drawn on the CPU (the same rows whatever the device), then moved
+            rows = torch.randn(n, self.dim).to(self.anchor) * self.init_std
         self.chunks.append(nn.Parameter(rows))
 
     def train_only_last_chunk(self) -> None:

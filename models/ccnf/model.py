@@ -54,6 +54,8 @@ class CCNFConfig(ModelConfig):
     w_mi: float = field(default=0.1, metadata={"help": "weight of L_mi (0 = off)"})
     w_entropy: float = field(default=0.01, metadata={"help": "weight of L_e (0 = off)"})
     lambda_entropy: float = field(default=1.0, metadata={"help": "lambda_H of the score"})
+    score_per_dim: bool = field(
+        default=False, metadata={"help": "score -log p(x|y)/D + lambda_H*H (seed: -log p)"})
     class_decision: str = field(
         default="image", metadata={"help": "y_hat per 'image' or per 'position'"})
     train_positions: int = field(
@@ -147,14 +149,19 @@ class CCNF(FlowADModel):
 
     def class_embeddings(self, class_ids: torch.Tensor) -> torch.Tensor:
         """(B, 1, E) embeddings for global class ids; an unknown id gets the mean row."""
-        rows = torch.tensor([self.seen_classes.index(c) if c in self.seen_classes else -1
-                             for c in class_ids.tolist()], device=class_ids.device)
-        fallback = self.embedding.mean_row().to(class_ids.device)
+        rows = self._rows(class_ids)
+        fallback = self.embedding.mean_row()
         if not len(self.embedding):
             return fallback.expand(len(rows), 1, -1)
-        table = self.embedding.table().to(class_ids.device)
+        table = self.embedding.table()
         emb = torch.where((rows >= 0)[:, None], table[rows.clamp(min=0)], fallback)
         return emb[:, None]
+
+    def _rows(self, class_ids: torch.Tensor) -> torch.Tensor:
+        """Table rows of global class ids (-1 for an unknown id), on the table's device."""
+        rows = [self.seen_classes.index(c) if c in self.seen_classes else -1
+                for c in class_ids.tolist()]
+        return torch.tensor(rows, dtype=torch.long, device=self.embedding.anchor.device)
 
     def _all_class_log_probs(self, vectors: list[torch.Tensor]) -> list[torch.Tensor]:
         """log p(x|y=k) (K, B, N) per level for every known row (the mean row if none)."""
@@ -179,9 +186,9 @@ class CCNF(FlowADModel):
         neg_emb = None
         n_rows = len(self.embedding)
         if n_rows >= 2 and (cfg.w_mi or cfg.w_entropy):
-            rows = torch.tensor([self.seen_classes.index(c) for c in class_ids.tolist()])
-            neg = (rows + torch.randint(1, n_rows, rows.shape)) % n_rows  # any other row
-            neg_emb = self.embedding.table()[neg.to(emb.device)][:, None]
+            rows = self._rows(class_ids)
+            shift = torch.randint(1, n_rows, rows.shape).to(rows.device)  # any other row
+            neg_emb = self.embedding.table()[(rows + shift) % n_rows][:, None]
         weights = {"logdet": cfg.w_logdet, "balance": cfg.w_balance, "zreg": cfg.w_zreg,
                    "scale": cfg.w_scale, "mi": cfg.w_mi, "entropy": cfg.w_entropy}
         terms: dict[str, torch.Tensor] = {}
@@ -232,7 +239,8 @@ class CCNF(FlowADModel):
                       for i, (x, level) in enumerate(zip(vectors, self.levels, strict=True))]
         maps = []
         for lp, ch, d, f in zip(log_probs, chosen, dims, features, strict=True):
-            level_map = level_score_map(ch, d, self.config.lambda_entropy, lp)
+            level_map = level_score_map(ch, d, self.config.lambda_entropy, lp,
+                                        self.config.score_per_dim)
             maps.append(level_map.view(f.shape[0], *f.shape[2:]))
         fused = fuse_levels(maps, self.features.input_size)
         return AnomalyOutput(maps=fused, image_scores=fused.flatten(1).amax(dim=1))

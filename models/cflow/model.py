@@ -39,7 +39,13 @@ class CflowConfig(ModelConfig):
     global_affine_type: str = field(
         default="SOFTPLUS", metadata={"help": "AllInOne global scale activation (SOFTPLUS|SIGMOID|EXP)"})
     map_normalization: str = field(
-        default="batch", metadata={"help": "batch: exp(logp - batch max) as the paper; none"})
+        default="train",
+        metadata={"help": "train: exp(logp - max over the training positions); none"})
+
+    def __post_init__(self) -> None:
+        if self.map_normalization not in ("train", "none"):
+            raise ValueError(
+                f"unknown CFLOW map normalization {self.map_normalization!r} (train|none)")
 
 
 def build_cflow_decoder(channels: int, config: CflowConfig) -> Ff.SequenceINN:
@@ -76,6 +82,8 @@ class Cflow(FlowADModel):
         for i, size in enumerate(features.sizes):
             pos = positional_encoding_2d(config.condition_vector, size, size)
             self.register_buffer(f"pos_{i}", pos, persistent=False)
+        # per level, max of log p / C over the last task's training positions (finish_task)
+        self.register_buffer("log_prob_ref", torch.zeros(len(features.channels)))
 
     def _pos(self, level: int, height: int, width: int) -> torch.Tensor:
         pos = getattr(self, f"pos_{level}")
@@ -114,9 +122,19 @@ class Cflow(FlowADModel):
         return maps
 
     @torch.no_grad()
+    def finish_task(self, features: list[torch.Tensor], class_ids: torch.Tensor) -> None:
+        """Map reference: per level, the highest log p / C over every training position, with
+        the final parameters (the paper's code takes the max over the test set instead)."""
+        best = torch.full_like(self.log_prob_ref, -torch.inf)
+        for feats, _ in self.iter_batches(features, None):
+            for level, log_p in enumerate(self.log_prob_maps(feats)):
+                best[level] = torch.maximum(best[level], log_p.max())
+        self.log_prob_ref.copy_(best)
+
+    @torch.no_grad()
     def score(self, features: list[torch.Tensor], class_ids: torch.Tensor | None) -> AnomalyOutput:
-        maps = cflow_anomaly_map(
-            self.log_prob_maps(features), self.upsample, self.config.map_normalization)
+        refs = self.log_prob_ref if self.config.map_normalization == "train" else None
+        maps = cflow_anomaly_map(self.log_prob_maps(features), self.upsample, refs)
         return AnomalyOutput(maps=maps, image_scores=maps.flatten(1).amax(dim=1))
 
     def parameter_groups_for_diagnostics(self) -> dict[str, list[torch.Tensor]]:

@@ -1,13 +1,13 @@
-"""HGAD's anomaly map: (likelihood anomaly) x (entropy anomaly), levels fused, then blurred.
+"""HGAD's anomaly map: (likelihood anomaly) x (entropy anomaly), each fused over levels.
 
 The official validation, per level: normality = exp(logp - max logp) and, for the entropy,
-exp(-H - max(-H)); both upsampled and summed over levels, turned into anomaly as
-(max - sum), multiplied together, then Gaussian-blurred (sigma 4 at 256 px). The maxima there
-are taken over the whole test set of one class, which a batch-wise scorer cannot see, so here:
-- the log-likelihood reference is a fixed per-level constant (the highest per-dimension
-  training log-likelihood of the current task), and normality is clipped to <= 1;
-- max(-H) is its bound 0, and the (max - sum) constant is the number of levels (the bound).
-Both changes are monotone shifts per level, so rankings within a level are unchanged.
+exp(-H - max(-H)); each upsampled and summed over levels, turned into anomaly as
+(max - sum), Gaussian-blurred (sigma 4 at 256 px), and the two factors multiplied. Every max
+there is over the whole test set of one class, which a scorer of one image at a time cannot
+see, so here each is taken over the training data (`HGAD.finish_task`, final parameters): per
+level the highest per-dimension log-likelihood and the highest -H over the training
+positions, and per factor the highest summed normality over the training pixels. A test
+position more normal than every training one is clipped to that maximum (anomaly >= 0).
 """
 
 from __future__ import annotations
@@ -19,20 +19,33 @@ import torch
 from nfbench.models.flows import gaussian_blur_2d
 
 
+def normality(
+    values: list[torch.Tensor],
+    references: torch.Tensor,
+    upsample: Callable[[torch.Tensor], torch.Tensor],
+) -> torch.Tensor:
+    """sum over levels of up(exp(min(v_l - ref_l, 0))): (B, H, W), each level in (0, 1]."""
+    return sum(upsample(torch.exp((v - references[i]).clamp(max=0.0)))
+               for i, v in enumerate(values))
+
+
 def hgad_anomaly_map(
     log_probs: list[torch.Tensor],
     entropies: list[torch.Tensor] | None,
-    references: list[float],
+    log_prob_refs: torch.Tensor,
+    neg_entropy_refs: torch.Tensor,
+    normal_max: torch.Tensor,
     upsample: Callable[[torch.Tensor], torch.Tensor],
     sigma: float,
 ) -> torch.Tensor:
     """(B, H, W) anomaly map from per-level (B, h, w) per-dimension log-likelihoods and
-    entropies of p(y|z). `entropies=None` (fewer than two classes) uses the likelihood alone."""
-    levels = len(log_probs)
-    normal = sum(upsample(torch.exp((lp - ref).clamp(max=0.0)))
-                 for lp, ref in zip(log_probs, references, strict=True))
-    maps = levels - normal
+    entropies of p(y|z). References (see the module doc): per level `log_prob_refs` and
+    `neg_entropy_refs`, and `normal_max` (2,) for the likelihood and entropy factors.
+    `entropies=None` (fewer than two classes) uses the likelihood factor alone."""
+    like = (normal_max[0] - normality(log_probs, log_prob_refs, upsample)).clamp(min=0.0)
+    maps = gaussian_blur_2d(like, sigma)
     if entropies is not None:
-        certain = sum(upsample(torch.exp(-h)) for h in entropies)
-        maps = maps * (levels - certain)
-    return gaussian_blur_2d(maps, sigma)
+        neg_h = [-h for h in entropies]
+        certain = (normal_max[1] - normality(neg_h, neg_entropy_refs, upsample)).clamp(min=0.0)
+        maps = maps * gaussian_blur_2d(certain, sigma)
+    return maps

@@ -20,7 +20,7 @@ from torch import nn
 from nfbench.models.backbone import FeatureInfo
 from nfbench.models.base import AnomalyOutput, FlowADModel, LossTerms, ModelConfig, TrainProgress
 from nfbench.models.flows import ActNorm, mlp_subnet, positional_encoding_2d
-from nfbench.models.hgad.anomaly_map import hgad_anomaly_map
+from nfbench.models.hgad.anomaly_map import hgad_anomaly_map, normality
 from nfbench.models.hgad.gmm import HierarchicalGMM
 from nfbench.models.hgad.loss import LossWeights, combine, hgad_level_losses
 from nfbench.models.registry import register_model
@@ -92,9 +92,12 @@ class HGAD(FlowADModel):
         for i, size in enumerate(features.sizes):
             pos = positional_encoding_2d(config.pos_embed_dim, size, size)
             self.register_buffer(f"pos{i}", flatten_positions(pos.unsqueeze(0)), persistent=False)
-        # per-level highest per-dim training log-likelihood of the current task (map reference)
-        self.register_buffer("log_prob_ref", torch.zeros(len(features.channels)))
-        self._new_task = True
+        # map references from the last task's training data (finish_task); until then the
+        # bounds: log-likelihood 0, -H 0, summed normality = number of levels
+        levels = len(features.channels)
+        self.register_buffer("log_prob_ref", torch.zeros(levels))
+        self.register_buffer("neg_entropy_ref", torch.zeros(levels))
+        self.register_buffer("normal_max", torch.full((2,), float(levels)))
 
     # ---- continual hooks ----------------------------------------------------------------
     def start_task(self, task_index: int, new_classes: Sequence[int], strategy: str) -> None:
@@ -103,16 +106,17 @@ class HGAD(FlowADModel):
         super().start_task(task_index, fresh, strategy)
         for gmm in self.gmms:
             gmm.grow(len(fresh))
-        self._new_task = True
 
     def slots(self, class_ids: torch.Tensor) -> torch.Tensor:
-        """Global class ids -> GMM rows; -1 for a class never seen."""
+        """Global class ids -> GMM rows; -1 for a class never seen. On the model's device,
+        wherever the ids come from, since they index the GMM's tensors."""
+        device = self.log_prob_ref.device
         top = max([*self.seen_classes, *(int(c) for c in class_ids.reshape(-1).unique())], default=0)
-        lut = torch.full((top + 1,), -1, dtype=torch.long, device=class_ids.device)
+        lut = torch.full((top + 1,), -1, dtype=torch.long, device=device)
         if self.seen_classes:
-            lut[torch.tensor(self.seen_classes, device=class_ids.device)] = torch.arange(
-                len(self.seen_classes), device=class_ids.device)
-        return lut[class_ids.long().clamp(min=0)]
+            lut[torch.tensor(self.seen_classes, device=device)] = torch.arange(
+                len(self.seen_classes), device=device)
+        return lut[class_ids.long().clamp(min=0).to(device)]
 
     def param_groups(self) -> list[dict]:
         """Flow (config lr, weight decay), centres (lr_centres), class weights (lr); no weight
@@ -168,7 +172,8 @@ class HGAD(FlowADModel):
     ) -> LossTerms:
         slots = self.slots(class_ids)
         if bool((slots < 0).any()):
-            unseen = sorted({int(c) for c in class_ids[slots < 0]})
+            pairs = zip(class_ids.tolist(), slots.tolist(), strict=True)
+            unseen = sorted({c for c, s in pairs if s < 0})
             warnings.warn(f"hgad: classes {unseen} trained before start_task; growing now",
                           stacklevel=2)
             self.start_task(progress.task_index, unseen, "finetune")
@@ -176,7 +181,6 @@ class HGAD(FlowADModel):
         intra = progress.epoch >= self.config.warmup_epochs
         total = features[0].new_zeros(())
         parts: dict[str, float] = {}
-        best = []
         for level, feat in enumerate(features):
             b, _, h, w = feat.shape
             level_slots = slots.repeat_interleave(h * w)
@@ -190,16 +194,33 @@ class HGAD(FlowADModel):
             total = total + combine(terms, self.weights)
             for k, v in terms.items():
                 parts[k] = parts.get(k, 0.0) + float(v.detach())
-            with torch.no_grad():
-                best.append((self.gmms[level].log_prob(z) + log_det).max() / z.shape[1])
-        with torch.no_grad():
-            best_t = torch.stack(best)
-            if self._new_task:
-                self.log_prob_ref.copy_(best_t)
-                self._new_task = False
-            else:
-                torch.maximum(self.log_prob_ref, best_t, out=self.log_prob_ref)
         return LossTerms(total, parts)
+
+    @torch.no_grad()
+    def finish_task(self, features: list[torch.Tensor], class_ids: torch.Tensor) -> None:
+        """Map references from the training data with the final parameters, where the official
+        code takes maxima over the test set of one class: per level the highest task-agnostic
+        per-dim log-likelihood and -H over the training positions, then per factor the highest
+        summed normality over the training pixels."""
+        levels = range(len(self.flows))
+        lps: list[list[torch.Tensor]] = [[] for _ in levels]
+        neg_hs: list[list[torch.Tensor]] = [[] for _ in levels]
+        for feats, _ in self.iter_batches(features, None):
+            for i, f in enumerate(feats):
+                lp, h = self.level_log_prob_and_entropy(i, f, None)
+                lps[i].append(lp)
+                neg_hs[i].append(-h)
+        lp_maps = [torch.cat(m) for m in lps]
+        neg_h_maps = [torch.cat(m) for m in neg_hs]
+        self.log_prob_ref.copy_(torch.stack([m.max() for m in lp_maps]))
+        self.neg_entropy_ref.copy_(torch.stack([m.max() for m in neg_h_maps]))
+        best = torch.full_like(self.normal_max, -torch.inf)
+        for lo in range(0, lp_maps[0].shape[0], 32):  # upsampled maps, a chunk at a time
+            chunk = slice(lo, lo + 32)
+            like = normality([m[chunk] for m in lp_maps], self.log_prob_ref, self.upsample)
+            cert = normality([m[chunk] for m in neg_h_maps], self.neg_entropy_ref, self.upsample)
+            best = torch.maximum(best, torch.stack([like.max(), cert.max()]))
+        self.normal_max.copy_(best)
 
     # ---- scoring --------------------------------------------------------------------------
     def level_log_prob_and_entropy(
@@ -223,13 +244,14 @@ class HGAD(FlowADModel):
         return log_p.reshape(b, h, w), entropy.reshape(b, h, w)
 
     def score(self, features: list[torch.Tensor], class_ids: torch.Tensor | None) -> AnomalyOutput:
-        """Map = (levels - sum exp(logp - ref)) x (levels - sum exp(-H)), blurred; image score
-        = max of the map (the official rule)."""
+        """Map = blur(max - sum exp(logp - ref)) x blur(max - sum exp(-H - ref)) with references
+        from the training data (finish_task); image score = max of the map (the official rule)."""
         pairs = [self.level_log_prob_and_entropy(i, f, class_ids) for i, f in enumerate(features)]
         use_h = self.config.use_entropy and len(self.seen_classes) > 1
         maps = hgad_anomaly_map(
             [lp for lp, _ in pairs], [h for _, h in pairs] if use_h else None,
-            self.log_prob_ref.tolist(), self.upsample, self.config.blur_sigma)
+            self.log_prob_ref, self.neg_entropy_ref, self.normal_max, self.upsample,
+            self.config.blur_sigma)
         return AnomalyOutput(maps=maps, image_scores=maps.flatten(1).amax(dim=1))
 
     def posterior_entropy(

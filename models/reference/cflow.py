@@ -42,6 +42,9 @@ class AnomalibCflow(FlowADModel):
     """Reference CFLOW-AD: anomalib's decoders, loss and map; nfbench's frozen features."""
 
     config_class = AnomalibCflowConfig
+    # anomalib's AnomalyMapGenerator subtracts the max log-likelihood of the scored batch and
+    # flips the map by the batch max: kept verbatim (it is the reference), so flagged here
+    batch_dependent_scores = True
 
     def __init__(self, config: AnomalibCflowConfig, features: FeatureInfo) -> None:
         super().__init__(config, features)

@@ -65,4 +65,4 @@ def neg_log10_nfa_map(
         F.interpolate(t, size=(size, size), mode="bicubic", align_corners=True) for t in tails)
     n_tests = sum(z.shape[-2] * z.shape[-1] for z in latents)
     log_nfa = math.log10(n_tests) + log_prob
-    return (-log_nfa)[:, 0].float()
+    return (-log_nfa)[:, 0].to(latents[0].dtype)  # computed in float64: the model's dtype

@@ -13,7 +13,7 @@ from nfbench.benchmarks.trainer import train_phase
 from nfbench.models.backbone import FeatureInfo
 from nfbench.models.base import TrainProgress
 from nfbench.models.ccnf import loss as L
-from nfbench.models.ccnf.anomaly_map import posterior_entropy
+from nfbench.models.ccnf.anomaly_map import fuse_levels, level_score_map, posterior_entropy
 from nfbench.models.ccnf.coupling import CCNFCoupling, CCNFLevel
 from nfbench.models.registry import create_model
 
@@ -206,3 +206,39 @@ def test_loss_terms_match_direct_computation():
     assert L.mi_loss(torch.tensor([1e4]), torch.tensor([0.0]), d) >= 0  # bounded below
     post = posterior_entropy(torch.tensor([[[0.0]], [[0.0]]]))
     assert torch.isclose(post, torch.tensor([[math.log(2)]])).all()
+
+
+# ---- score (seed 001 §3.5) -------------------------------------------------------------------
+def test_level_score_is_the_seeds_formula_with_a_per_dim_option():
+    log_probs = torch.tensor([[[-10.0, -4.0]], [[-12.0, -1.0]]])  # K=2 classes, B=1, N=2
+    chosen = log_probs[0]
+    h = posterior_entropy(log_probs)
+    assert (h > 0).all()
+    seed = level_score_map(chosen, 8, 0.5, log_probs)
+    assert torch.allclose(seed, torch.tensor([[10.0, 4.0]]) + 0.5 * h)
+    per_dim = level_score_map(chosen, 8, 0.5, log_probs, per_dim=True)
+    assert torch.allclose(per_dim, torch.tensor([[10.0 / 8, 4.0 / 8]]) + 0.5 * h)
+
+
+@pytest.mark.parametrize("per_dim", [False, True])
+def test_model_map_is_mean_over_levels_of_neg_log_prob(per_dim: bool):
+    """One class (H = 0): the map is the level mean of -log p(x|y) (/ D with score_per_dim)."""
+    torch.manual_seed(0)
+    model = create_model("ccnf", TINY, **SMALL, score_per_dim=per_dim)
+    model.start_task(0, [0], "ccnf")
+    train_phase(model, _feats(8), torch.zeros(8, dtype=torch.long), 0, 0, torch.device("cpu"),
+                show_progress=False)
+    feats = _feats(3)
+    ids = torch.zeros(3, dtype=torch.long)
+    with torch.no_grad():
+        emb, warm = model.class_embeddings(ids), float(model.warm)
+        levels = []
+        for i, (f, level) in enumerate(zip(feats, model.levels, strict=True)):
+            x = f.flatten(2).transpose(1, 2)
+            neg = -level.log_prob(x, emb, model._pos(i), warm) / (x.shape[-1] if per_dim else 1)
+            levels.append(neg.view(f.shape[0], *f.shape[2:]))
+        expected = fuse_levels(levels, TINY.input_size)
+        for class_ids in (ids, None):  # one class: y_hat is that class
+            out = model.score(feats, class_ids)
+            assert torch.allclose(out.maps, expected, atol=1e-5)
+            assert torch.allclose(out.image_scores, expected.flatten(1).amax(1), atol=1e-5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+import pytest
 import torch
 
 from nfbench.models.backbone import FeatureInfo
@@ -43,11 +44,28 @@ def test_decoder_logdet_matches_autograd():
     checks.assert_logdet_matches_autograd(lambda v: flow(v, c=[c]), x)
 
 
-def test_batch_normalised_map_is_max_minus_sum():
-    logp = [torch.tensor([[[0.0, -1.0], [-2.0, -3.0]]])]
-    out = cflow_anomaly_map(logp, lambda m: m, "batch")
-    expected = 1.0 - torch.exp(logp[0])
+def test_train_normalised_map_is_levels_minus_sum_of_exp_shift():
+    logp = [torch.tensor([[[0.0, -1.0], [-2.0, -3.0]]]),
+            torch.tensor([[[-4.0, -5.0], [-5.0, -6.0]]])]
+    out = cflow_anomaly_map(logp, lambda m: m, torch.tensor([0.5, -4.0]))
+    expected = 2.0 - torch.exp(logp[0] - 0.5) - torch.exp(logp[1] + 4.0)
     assert torch.allclose(out, expected)
+    assert torch.allclose(cflow_anomaly_map(logp, lambda m: m, None),
+                          -torch.exp(logp[0]) - torch.exp(logp[1]))
+    with pytest.raises(ValueError, match="train|none"):
+        CflowConfig(map_normalization="batch")  # a batch-max reference is not allowed
+
+
+def test_finish_task_reference_is_max_training_log_prob():
+    torch.manual_seed(0)
+    model = create_model("cflow", TINY, coupling_blocks=2, condition_vector=8).eval()
+    feats = [torch.randn(5, 4, 4, 4), torch.randn(5, 6, 2, 2)]
+    with torch.no_grad():
+        model.finish_task(feats, torch.zeros(5, dtype=torch.long))
+        expected = torch.stack([m.max() for m in model.log_prob_maps(feats)])
+        assert torch.allclose(model.log_prob_ref, expected)
+        out = model.score(feats, None)
+    assert out.maps.min() >= -1e-6  # on training data every level's exp(log p - ref) <= 1
 
 
 def test_tiny_fit_lowers_loss_and_scores_are_finite():
@@ -56,7 +74,7 @@ def test_tiny_fit_lowers_loss_and_scores_are_finite():
     feats = [torch.randn(8, 4, 4, 4) * 2 + 1, torch.randn(8, 6, 2, 2) * 0.5 - 1]
     losses = checks.fit_losses(model, feats)
     assert sum(losses[-10:]) / 10 < sum(losses[:10]) / 10 - 0.2, (losses[0], losses[-1])
-    for norm in ("batch", "none"):
+    for norm in ("train", "none"):
         model.config.map_normalization = norm
         out = model.score(feats, None)
         assert out.maps.shape == (8, 16, 16) and out.image_scores.shape == (8,)

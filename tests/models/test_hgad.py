@@ -205,4 +205,24 @@ def test_harness_trains_with_its_param_groups():
     stats = train_phase(model, feats, torch.full((8,), 2), 0, seed=0,
                         device=torch.device("cpu"), show_progress=False)
     assert stats.steps == 4 and "g_intra" in stats.last_parts
-    assert float(model.log_prob_ref.abs().sum()) > 0
+    assert torch.equal(model.log_prob_ref, torch.zeros(2))  # training leaves the references
+
+
+def test_finish_task_takes_map_references_from_training_data():
+    torch.manual_seed(0)
+    model = create_model("hgad", TINY, **SMALL).eval()
+    model.start_task(0, [0, 1], "joint")
+    feats = [torch.randn(6, 4, 4, 4), torch.randn(6, 8, 2, 2)]
+    with torch.no_grad():
+        model.finish_task(feats, torch.tensor([0, 1] * 3))
+        pairs = [model.level_log_prob_and_entropy(i, f, None) for i, f in enumerate(feats)]
+        assert torch.allclose(model.log_prob_ref, torch.stack([lp.max() for lp, _ in pairs]))
+        assert torch.allclose(model.neg_entropy_ref, torch.stack([(-h).max() for _, h in pairs]))
+        assert (model.neg_entropy_ref < 0).all()  # a data maximum, not the bound 0
+        like = sum(model.upsample(torch.exp(lp - lp.max())) for lp, _ in pairs)
+        cert = sum(model.upsample(torch.exp(-h - (-h).max())) for _, h in pairs)
+        assert torch.allclose(model.normal_max, torch.stack([like.max(), cert.max()]))
+        assert (model.normal_max < 2).all()  # below the bound (number of levels)
+        # on the training images every factor is >= 0 (no clipping needed there)
+        out = model.score(feats, None)
+    assert (out.maps >= 0).all() and torch.isfinite(out.maps).all()
