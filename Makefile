@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv bench test report check lint compare diagnose clean
+.PHONY: venv bench test report check lint compare diagnose gpu-check clean
 
 venv: $(STAMP)
 
@@ -31,6 +31,10 @@ report: venv
 
 check: venv
 	$(BIN)/nfbench check
+
+# every native model and strategy on CUDA; exits non-zero if any cell fails
+gpu-check: venv
+	$(BIN)/nfbench run --config gpu-check --strict
 
 compare: venv
 	$(BIN)/nfbench compare

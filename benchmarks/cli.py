@@ -13,14 +13,16 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from nfbench.benchmarks.compare import add_compare_arguments, main_compare
+from nfbench.benchmarks.data_command import add_data_arguments, main_data
 from nfbench.benchmarks.presets import PRESETS
-from nfbench.benchmarks.runner import RunRequest, run_grid
+from nfbench.benchmarks.runner import DeviceError, RunRequest, run_grid
 from nfbench.benchmarks.strategies import StrategyError
 from nfbench.datasets.base import DatasetError
 from nfbench.models.backbone import BackboneError
 from nfbench.models.registry import UnknownModelError, available_models, get_model_class
 
-USER_ERRORS = (DatasetError, BackboneError, UnknownModelError, StrategyError, FileNotFoundError)
+USER_ERRORS = (DatasetError, BackboneError, UnknownModelError, StrategyError, DeviceError,
+               FileNotFoundError)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -87,6 +89,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-cost", dest="measure_cost", action="store_false", default=None,
                         help="skip the latency/memory measurement")
     parser.add_argument("--retry-failed", action="store_true", default=None)
+    parser.add_argument("--strict", action="store_true",
+                        help="exit 1 when any cell failed (CI, make gpu-check)")
     add_model_flags(parser)
 
 
@@ -104,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
                               "ablation, entropy change, t-SNE)")
     add_run_arguments(diagnose)
     diagnose.add_argument("--out", type=Path, default=Path("reports/diagnostics"))
+    add_data_arguments(sub.add_parser("data", help="per-class counts, masks, modes and sizes, "
+                                      "and every unreadable file or bad mask (exit 2 if any)"))
     check = sub.add_parser("check", help="regression check against reports/baselines")
     check.add_argument("--baseline", type=Path, default=Path("reports/baselines/check.json"))
     check.add_argument("--update", action="store_true", help="rewrite the baseline")
@@ -153,16 +159,21 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             list_models()
         elif args.command == "run":
-            records = run_grid(request_from_args(args))
-            failed = [r for r in records if r["status"] != "ok"]
-            print(f"{len(records)} cells, {len(failed)} failed; results in "
-                  f"{request_from_args(args).results_dir}/cells")
+            request = request_from_args(args)
+            records = run_grid(request)
+            counts = {s: sum(r["status"] == s for r in records) for s in ("failed", "skipped")}
+            print(f"{len(records)} cells, {counts['failed']} failed, {counts['skipped']} skipped;"
+                  f" results in {request.results_dir}/cells")
+            if args.strict and counts["failed"]:
+                return 1
         elif args.command == "report":
             from nfbench.benchmarks.report import write_report
 
             print(f"wrote {write_report(args.results_dir, args.out)}")
         elif args.command == "compare":
             return main_compare(args)
+        elif args.command == "data":
+            return main_data(args)
         elif args.command == "diagnose":
             from nfbench.benchmarks.diagnostics import run_diagnostics
 

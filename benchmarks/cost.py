@@ -1,48 +1,39 @@
-"""Inference cost: batch-1 latency (p50/p95), batch-32 throughput, peak memory.
+"""Inference cost: batch-1 latency (p50/p95), batch-32 throughput, memory at batch 1 and 32.
 
 Timed end to end from an image tensor (backbone + flow), after warm-up, with
-torch.cuda.synchronize on GPU. Memory is CUDA max_memory_allocated on GPU and the process's
-peak RSS sampled during the measurement on CPU (CPU tensors have no allocator statistics).
+torch.cuda.synchronize on GPU. Nothing samples memory while latency is timed: memory is
+measured afterwards, in its own pass.
+
+Memory is the model's own, over the backbone-only path, at batch 1 and at batch 32 apart: its
+weights (parameters and buffers) plus the peak of the tensors allocated while it scores the
+backbone's features. On CPU the peak comes from torch's allocation events (the profiler's
+memory records), on GPU from torch.cuda.max_memory_allocated; both count tensors only, so the
+figure depends on the model alone, not on what ran earlier in the process (the process's RSS
+did: it grew with run order). On GPU the whole path's max_memory_allocated (backbone and
+weights included) is recorded too.
 """
 
 from __future__ import annotations
 
-import threading
+import os
+import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
-import psutil
 import torch
+from torch.profiler import ProfilerActivity, profile
 
 from nfbench.models.backbone import Backbone
 from nfbench.models.base import FlowADModel
 
 INFERENCE_COST_KEYS = (
-    "latency_ms_p50", "latency_ms_p95", "throughput_img_s", "peak_memory_mb", "memory_kind",
+    "latency_ms_p50", "latency_ms_p95", "throughput_img_s", "memory_mb_batch1",
+    "memory_mb_batch32", "memory_kind", "cuda_peak_mb_batch1", "cuda_peak_mb_batch32",
 )
-
-
-class _RssSampler:
-    """Samples this process's RSS every millisecond in a thread; keeps the peak."""
-
-    def __init__(self) -> None:
-        self.process = psutil.Process()
-        self.peak = self.process.memory_info().rss
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.process.memory_info().rss)
-            time.sleep(0.001)
-
-    def __enter__(self) -> _RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
+THROUGHPUT_BATCH = 32
+MB = 2**20
 
 
 def _sync(device: torch.device) -> None:
@@ -50,54 +41,113 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _images(batch: int, size: int, device: torch.device) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(batch)
+    return torch.rand(batch, 3, size, size, generator=generator).to(device)
+
+
 @torch.no_grad()
-def measure_cost(
+def time_inference(
     backbone: Backbone,
     model: FlowADModel,
     device: torch.device,
     warmup: int = 5,
     iterations: int = 30,
-    throughput_batch: int = 32,
     throughput_iterations: int = 3,
 ) -> dict:
-    """Latency and memory of the full inference path (backbone + model scoring)."""
+    """Latency at batch 1 (ms) and throughput at batch 32 (img/s)."""
     model.eval()
-    size = backbone.input_size
-    generator = torch.Generator().manual_seed(0)
-    single = torch.rand(1, 3, size, size, generator=generator).to(device)
-    batch = torch.rand(throughput_batch, 3, size, size, generator=generator).to(device)
+    single = _images(1, backbone.input_size, device)
+    batch = _images(THROUGHPUT_BATCH, backbone.input_size, device)
 
     def infer(x: torch.Tensor) -> None:
         model.score(backbone(x), None)
 
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-    with _RssSampler() as rss:
-        for _ in range(warmup):
-            infer(single)
-        _sync(device)
-        latencies = []
-        for _ in range(iterations):
-            start = time.perf_counter()
-            infer(single)
-            _sync(device)
-            latencies.append((time.perf_counter() - start) * 1000.0)
-        infer(batch)  # warm-up at the larger shape
-        _sync(device)
+    for _ in range(warmup):
+        infer(single)
+    _sync(device)
+    latencies = []
+    for _ in range(iterations):
         start = time.perf_counter()
-        for _ in range(throughput_iterations):
-            infer(batch)
+        infer(single)
         _sync(device)
-        throughput = throughput_batch * throughput_iterations / (time.perf_counter() - start)
-    if device.type == "cuda":
-        peak_mb, kind = torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
-    else:
-        peak_mb, kind = rss.peak / 2**20, "cpu_peak_rss"
+        latencies.append((time.perf_counter() - start) * 1000.0)
+    infer(batch)  # warm-up at the larger shape
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(throughput_iterations):
+        infer(batch)
+    _sync(device)
+    throughput = THROUGHPUT_BATCH * throughput_iterations / (time.perf_counter() - start)
     return {
         "latency_ms_p50": float(np.percentile(latencies, 50)),
         "latency_ms_p95": float(np.percentile(latencies, 95)),
         "throughput_img_s": float(throughput),
-        "peak_memory_mb": float(peak_mb),
-        "memory_kind": kind,
     }
+
+
+@contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence the profiler's C++ start/stop lines (they bypass Python's sys.stderr)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def cpu_peak_allocation_mb(fn: Callable[[], object]) -> float:
+    """Peak of live tensor bytes allocated by `fn` on the CPU (torch's allocation events)."""
+    with _quiet_stderr(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    live = np.cumsum([0, *(e.nbytes() for e in events)])
+    return float(live.max()) / MB
+
+
+def cuda_peak_allocation_mb(fn: Callable[[], object], device: torch.device) -> tuple[float, float]:
+    """(peak tensor bytes allocated by `fn` over what was allocated before, whole peak)."""
+    _sync(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    fn()
+    _sync(device)
+    peak = torch.cuda.max_memory_allocated(device)
+    return (peak - before) / MB, peak / MB
+
+
+def weights_mb(model: torch.nn.Module) -> float:
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors) / MB
+
+
+@torch.no_grad()
+def measure_memory(backbone: Backbone, model: FlowADModel, device: torch.device) -> dict:
+    """The model's memory at batch 1 and 32: weights + peak allocation while scoring."""
+    model.eval()
+    memory: dict = {"memory_kind": f"{device.type}_torch_alloc"}
+    for batch in (1, THROUGHPUT_BATCH):
+        features = backbone(_images(batch, backbone.input_size, device))
+        model.score(features, None)  # warm-up: lazily built buffers are not per-call memory
+
+        def score(feats: list[torch.Tensor] = features) -> None:
+            model.score(feats, None)
+
+        if device.type == "cuda":
+            peak, whole = cuda_peak_allocation_mb(score, device)
+            memory[f"cuda_peak_mb_batch{batch}"] = whole
+        else:
+            peak = cpu_peak_allocation_mb(score)
+        memory[f"memory_mb_batch{batch}"] = weights_mb(model) + peak
+    return memory
+
+
+def measure_cost(backbone: Backbone, model: FlowADModel, device: torch.device) -> dict:
+    """Latency, throughput and memory of the full inference path (backbone + model scoring)."""
+    return {**time_inference(backbone, model, device), **measure_memory(backbone, model, device)}

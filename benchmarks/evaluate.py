@@ -16,6 +16,8 @@ from nfbench.datasets.base import Sample
 from nfbench.models.base import FlowADModel
 
 METRICS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_aupro", "pixel_ap")
+# R matrices stored per cell: the six metrics (task = mean of its classes) + pooled image AUROC
+R_METRICS = (*METRICS, "image_auroc_pooled")
 SUMMARY_METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
 
 
@@ -65,7 +67,8 @@ def score_all(
 def metrics_for(
     maps: np.ndarray, scores: np.ndarray, test: EvalSet, index: np.ndarray, pixel: bool = True
 ) -> dict[str, float]:
-    """All six metrics over the samples in `index`; pixel metrics skip mask-less anomalies."""
+    """All six metrics over the samples in `index` pooled; pixel metrics skip mask-less
+    anomalies, and are NaN when `pixel` is False (unseen task, or a dataset without masks)."""
     result = image_metrics(scores[index], test.labels[index])
     if not pixel:
         return result | {"pixel_auroc": np.nan, "pixel_aupro": np.nan, "pixel_ap": np.nan}
@@ -76,21 +79,37 @@ def metrics_for(
     return result
 
 
+def task_metrics(
+    maps: np.ndarray, scores: np.ndarray, test: EvalSet, index: np.ndarray, pixel: bool = True
+) -> dict[str, float]:
+    """A task's figures: the MEAN OF ITS PER-CLASS figures (the MVTec convention), plus the
+    image AUROC of all its images pooled into one ROC (`image_auroc_pooled`). For a
+    one-class task both are the same number."""
+    per_class = [metrics_for(maps, scores, test, index[test.class_ids[index] == c], pixel)
+                 for c in dict.fromkeys(test.class_ids[index].tolist())]
+    result = {m: _nanmean([row[m] for row in per_class]) for m in METRICS if m in per_class[0]}
+    result["image_auroc_pooled"] = image_metrics(scores[index], test.labels[index])["image_auroc"]
+    return result
+
+
+def _nanmean(values: list[float]) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
 def evaluation_row(
-    maps: np.ndarray, scores: np.ndarray, test: EvalSet, num_tasks: int, seen_tasks: int
+    maps: np.ndarray, scores: np.ndarray, test: EvalSet, num_tasks: int, seen_tasks: int,
+    pixel: bool = True,
 ) -> list[dict[str, float]]:
     """Metrics of every task k after one training phase. Unseen tasks (k >= seen_tasks) get
     image metrics only: they enter no summary, and pixel metrics are most of the cost."""
-    return [metrics_for(maps, scores, test, np.flatnonzero(test.task_of == k),
-                        pixel=k < seen_tasks) for k in range(num_tasks)]
+    return [task_metrics(maps, scores, test, np.flatnonzero(test.task_of == k),
+                         pixel=pixel and k < seen_tasks) for k in range(num_tasks)]
 
 
 def per_class_metrics(
-    maps: np.ndarray, scores: np.ndarray, test: EvalSet
+    maps: np.ndarray, scores: np.ndarray, test: EvalSet, pixel: bool = True
 ) -> dict[str, dict[str, float]]:
-    names = [s.class_name for s in test.samples]
-    result = {}
-    for name in dict.fromkeys(names):
-        index = np.flatnonzero(np.array(names) == name)
-        result[name] = metrics_for(maps, scores, test, index)
-    return result
+    names = np.array([s.class_name for s in test.samples])
+    return {name: metrics_for(maps, scores, test, np.flatnonzero(names == name), pixel)
+            for name in dict.fromkeys(names.tolist())}

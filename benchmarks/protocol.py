@@ -19,7 +19,7 @@ import torch
 
 from nfbench.benchmarks.cost import measure_cost
 from nfbench.benchmarks.evaluate import (
-    METRICS,
+    R_METRICS,
     SUMMARY_METRICS,
     EvalSet,
     evaluation_row,
@@ -92,12 +92,23 @@ def _class_ids(samples: list[Sample], scenario: Scenario) -> torch.Tensor:
     return torch.tensor([index[s.class_name] for s in samples], dtype=torch.long)
 
 
+def calibration_source(strategy: str, buffer: ReplayBuffer | None) -> str:
+    """In words: which normal training images the thresholds were fitted on. Only what the
+    learner still holds after the last task: under finetune its task's images, under replay
+    those plus the buffer; joint holds every class."""
+    if strategy == "joint":
+        return "all classes' training images (joint)"
+    if buffer is not None:
+        return "last task's training images + replay buffer"
+    return "last task's training images"
+
+
 def _threshold_report(
     model, cache: FeatureCache, train: list[Sample], scenario: Scenario, device: torch.device,
     scores: np.ndarray, test: EvalSet, task_aware: bool, test_features: list[torch.Tensor],
 ) -> dict:
-    """Automatic thresholds fitted on normal *training* scores, applied to the final test set,
-    next to the oracle F1-max (the best F1 any threshold reaches on the test set itself)."""
+    """Automatic thresholds fitted on the normal training scores of what the learner holds,
+    applied to the final test set, next to the oracle F1-max (the best F1 any threshold reaches on the test set itself)."""
     ids = _class_ids(train, scenario) if task_aware else None
     _, train_scores = score_all(model, cache.features(train, desc="train scores"), ids, device)
     report = {}
@@ -148,18 +159,19 @@ def run_cell(
     test_feats = cache.features(test.samples, desc="test features")
     test_ids = torch.from_numpy(test.class_ids) if spec.task_aware else None
     T = scenario.num_tasks
-    R = {m: np.full((T, T), np.nan) for m in METRICS}
+    R = {m: np.full((T, T), np.nan) for m in R_METRICS}
+    has_masks = bool((test.has_mask & (test.labels == 1)).any())
     train_time, trainable, arrays = [], [], {"masks": test.masks}
     buffer = ReplayBuffer(spec.replay_per_class, spec.seed) if spec.strategy == "replay" else None
     rows, error, global_step = [], None, 0
     maps = scores = None
-    seen_train: list[Sample] = []
+    held: list[Sample] = []  # the training images the learner holds after the last phase
     for phase in plan_phases(spec.strategy, scenario):
         try:
             class_index = scenario_class_index(scenario)
             model.start_task(phase.row, [class_index[n] for n in phase.new_classes], spec.strategy)
             samples = training_samples(spec.strategy, phase, dataset, buffer)
-            seen_train.extend(s for n in phase.new_classes for s in dataset[n].train)
+            held = samples
             feats = cache.features(samples, desc="train features")
             if observer is not None:
                 observer.before_phase(model, phase)
@@ -181,7 +193,8 @@ def run_cell(
         if buffer is not None:
             buffer.add_classes(dataset, phase.new_classes)
         arrays[f"maps_t{phase.row}"] = maps
-        for k, values in enumerate(evaluation_row(maps, scores, test, T, phase.row + 1)):
+        for k, values in enumerate(evaluation_row(maps, scores, test, T, phase.row + 1,
+                                                  pixel=has_masks)):
             for metric, value in values.items():
                 R[metric][phase.row, k] = value
         rows.append(pd.DataFrame({
@@ -202,13 +215,15 @@ def run_cell(
         "seed": spec.seed,
         "task_aware": spec.task_aware,
         "backbone": backbone.describe(),
+        "dataset": {"name": dataset.name, "has_masks": has_masks},
+        "batch_dependent_scores": type(model).batch_dependent_scores,
         "tasks": [list(t) for t in scenario.tasks],
         "config": vars(model.config),
         "run_settings": {"replay_per_class": spec.replay_per_class, **spec.extra},
         "environment": environment(device),
-        "R": {m: R[m] for m in METRICS},
-        "summary": {m: summarize(R[m]) for m in SUMMARY_METRICS},
-        "per_class": per_class_metrics(maps, scores, test) if error is None else None,
+        "R": {m: R[m] for m in R_METRICS},
+        "summary": {m: summarize(R[m]) for m in (*SUMMARY_METRICS, "image_auroc_pooled")},
+        "per_class": per_class_metrics(maps, scores, test, has_masks) if error is None else None,
         "thresholds": None,
         "cost": {
             "train_time_s": train_time,
@@ -219,8 +234,9 @@ def run_cell(
     }
     if error is None:
         record["thresholds"] = _threshold_report(
-            model, cache, seen_train, scenario, device, scores, test, spec.task_aware,
-            test_feats)
+            model, cache, held, scenario, device, scores, test, spec.task_aware, test_feats)
+        record["threshold_calibration"] = {
+            "source": calibration_source(spec.strategy, buffer), "images": len(held)}
         if spec.measure_cost:
             record["cost"].update(measure_cost(backbone, model, device))
     if rows:

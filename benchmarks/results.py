@@ -14,7 +14,6 @@ import os
 import platform
 import re
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+
+from nfbench.datasets.files import atomic_write
 
 SCHEMA_VERSION = 1
 
@@ -53,36 +54,24 @@ def _clean(value: Any) -> Any:
     return value
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 def write_json_atomic(path: Path, record: dict) -> None:
     def write(tmp: str) -> None:
         with open(tmp, "w") as f:
             json.dump(_clean(record), f, indent=1, allow_nan=False)
 
-    _atomic_write(path, write)
+    atomic_write(path, write)
 
 
 def write_scores(results_dir: Path, cid: str, table: pd.DataFrame, arrays: dict) -> dict:
     """Per-sample scores (CSV) and maps/masks (npz); returns their paths relative to results."""
     csv_rel, npz_rel = Path("scores") / f"{cid}.csv", Path("scores") / f"{cid}.npz"
-    _atomic_write(results_dir / csv_rel, lambda tmp: table.to_csv(tmp, index=False))
+    atomic_write(results_dir / csv_rel, lambda tmp: table.to_csv(tmp, index=False))
 
     def write_npz(tmp: str) -> None:
         with open(tmp, "wb") as f:
             np.savez_compressed(f, **arrays)
 
-    _atomic_write(results_dir / npz_rel, write_npz)
+    atomic_write(results_dir / npz_rel, write_npz)
     return {"csv": str(csv_rel), "maps": str(npz_rel)}
 
 

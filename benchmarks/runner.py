@@ -8,6 +8,7 @@ and the grid goes on.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,9 +26,10 @@ from nfbench.benchmarks.results import (
     write_json_atomic,
 )
 from nfbench.benchmarks.strategies import resolve_strategy
-from nfbench.datasets.base import DatasetError
+from nfbench.datasets.base import Dataset, DatasetError
 from nfbench.datasets.catalog import open_dataset
-from nfbench.datasets.scenarios import build_scenario
+from nfbench.datasets.scenarios import Scenario, build_scenario
+from nfbench.datasets.validate import validate_dataset
 from nfbench.models.backbone import Backbone
 from nfbench.models.feature_cache import FeatureCache
 from nfbench.models.registry import build_config, get_model_class
@@ -77,9 +79,72 @@ def _remember_cost(measured: dict[str, dict], record: dict) -> None:
         }
 
 
+def plan_cells(
+    request: RunRequest, scenario: Scenario, backbone: Backbone, dataset: Dataset,
+    device: torch.device,
+) -> list[tuple[CellSpec, str, str | None]]:
+    """(spec, cell id, skip reason or None) for every requested cell, in grid order.
+
+    In a multi-model grid 'own' means a mechanism of its own where it differs from finetune;
+    a model without one gets a skipped cell that says why (never a silent gap)."""
+    cells = []
+    for model in request.models:
+        model_class = get_model_class(model)
+        overrides = request.model_overrides.get(model, {})
+        config = build_config(model, **overrides)  # validates the overrides early
+        for strategy_name in request.strategies:
+            skip = None
+            if strategy_name == "own" and len(request.models) > 1:
+                skip = own_strategy_skip_reason(model, model_class)
+            strategy = "own" if skip else resolve_strategy(
+                strategy_name, model_class.own_strategy, model)
+            for seed in request.seeds:
+                spec = CellSpec(model, overrides, variant_name(model, overrides), strategy, seed,
+                                request.task_aware, request.replay_per_class,
+                                request.measure_cost)
+                settings = {
+                    "config": vars(config), "backbone": backbone.describe(),
+                    "tasks": scenario.tasks, "data": str(dataset.root),
+                    "task_aware": request.task_aware, "replay": request.replay_per_class,
+                    "device": device.type,
+                }
+                cid = cell_id(spec.variant, scenario.name, strategy, seed, settings)
+                cells.append((spec, cid, skip))
+    return cells
+
+
+def own_strategy_skip_reason(model: str, model_class: type) -> str | None:
+    if model_class.own_strategy is None:
+        return f"{model} has no continual mechanism of its own"
+    if model_class.own_strategy_is_finetune:
+        return (f"{model}'s own mechanism ({model_class.own_strategy}) acts under every "
+                "strategy, so its cell would repeat finetune exactly")
+    return None
+
+
+def _skip(spec: CellSpec, scenario: str, cid: str, reason: str, path: Path,
+          show_progress: bool) -> dict:
+    """A skipped cell: one line on the console and a record, so the report lists it."""
+    record = {
+        "schema_version": SCHEMA_VERSION, "status": "skipped", "skip_reason": reason,
+        "model": spec.model, "variant": spec.variant, "scenario": scenario,
+        "strategy": spec.strategy, "seed": spec.seed, "task_aware": spec.task_aware,
+        "cell_id": cid,
+    }
+    if read_record(path) is None:
+        write_json_atomic(path, record)
+        message = f"skipped {spec.variant}/{spec.strategy}/s{spec.seed}: {reason}"
+        tqdm.write(message, file=sys.stderr)
+    return record
+
+
+class DeviceError(ValueError):
+    """A device that is not available here: a one-line user error."""
+
+
 def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DatasetError("--device cuda asked for, but no CUDA device is available")
+        raise DeviceError("--device cuda asked for, but no CUDA device is available")
     return torch.device(name)
 
 
@@ -103,42 +168,23 @@ def run_grid(
     dataset_name = request.scenario.split(":", 1)[0]
     dataset = open_dataset(dataset_name, request.data_root, request.cache_dir)
     scenario = build_scenario(request.scenario, dataset.class_names, request.tasks)
-    for name in scenario.classes:
-        dataset[name].validate()
+    # every file decodes and every mask fits (plus the emptiness checks), before the backbone
+    validate_dataset(dataset, scenario.classes, request.cache_dir)
     backbone = Backbone(request.backbone, request.backbone_layers, request.backbone_weights,
                         request.input_size)
     cache = FeatureCache(backbone, request.cache_dir / "features", device)
     cache.show_progress = show_progress
 
-    cells = []
-    for model in request.models:
-        model_class = get_model_class(model)
-        overrides = request.model_overrides.get(model, {})
-        config = build_config(model, **overrides)  # validates the overrides early
-        for strategy_name in request.strategies:
-            if strategy_name == "own" and len(request.models) > 1 and (
-                    model_class.own_strategy is None or model_class.own_strategy_is_finetune):
-                continue  # in a grid, 'own' means a mechanism of its own, where it differs
-            strategy = resolve_strategy(strategy_name, model_class.own_strategy, model)
-            for seed in request.seeds:
-                spec = CellSpec(model, overrides, variant_name(model, overrides), strategy, seed,
-                                request.task_aware, request.replay_per_class,
-                                request.measure_cost)
-                settings = {
-                    "config": vars(config), "backbone": backbone.describe(),
-                    "tasks": scenario.tasks, "data": str(dataset.root),
-                    "task_aware": request.task_aware, "replay": request.replay_per_class,
-                    "device": device.type,
-                }
-                cells.append((spec, cell_id(spec.variant, scenario.name, strategy, seed,
-                                            settings)))
-
+    cells = plan_cells(request, scenario, backbone, dataset, device)
     records = []
     measured: dict[str, dict] = {}  # variant -> its inference cost, measured once
     bar = tqdm(cells, desc="cells", disable=not show_progress)
-    for spec, cid in bar:
+    for spec, cid, skip_reason in bar:
         bar.set_postfix_str(f"{spec.variant}/{spec.strategy}/s{spec.seed}")
         path = cell_path(request.results_dir, cid)
+        if skip_reason:
+            records.append(_skip(spec, scenario.name, cid, skip_reason, path, show_progress))
+            continue
         existing = read_record(path) if resume else None
         if existing and (existing["status"] == "ok" or not request.retry_failed):
             _remember_cost(measured, existing)

@@ -21,7 +21,7 @@ SPLIT_CSV = Path("split_csv") / "1cls.csv"
 COLUMNS = ("object", "split", "label", "image", "mask")
 
 
-def _read_csv(csv_path: Path) -> pd.DataFrame:
+def read_split_csv(csv_path: Path) -> pd.DataFrame:
     try:
         table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     except (OSError, ValueError, pd.errors.ParserError) as err:
@@ -86,7 +86,7 @@ def read_visa(root: Path, classes: list[str] | None = None) -> Dataset:
         raise DatasetError(
             f"no {SPLIT_CSV} and no MVTec-layout class folders in {root} (is this VisA?)"
         )
-    table = _read_csv(csv_path)
+    table = read_split_csv(csv_path)
     found = sorted(set(table["object"]) - {""})
     if not found:
         raise DatasetError(f"no classes found in {csv_path}")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,9 +20,10 @@ import torch
 from tqdm.auto import tqdm
 
 from nfbench.datasets.base import Sample, file_digest, load_image
+from nfbench.datasets.files import atomic_write
 from nfbench.models.backbone import Backbone
 
-CACHE_FORMAT = 1  # bump when the stored layout or preprocessing changes
+CACHE_FORMAT = 2  # bump when the stored layout or preprocessing changes (2: image decoding)
 
 
 def images_to_tensor(images: Sequence[np.ndarray]) -> torch.Tensor:
@@ -88,11 +88,7 @@ class FeatureCache:
         path = self._disk_path(key)
         if path is None:
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        os.close(fd)
-        torch.save(feats, tmp)
-        os.replace(tmp, path)
+        atomic_write(path, lambda tmp: torch.save(feats, tmp))
 
     def features(self, samples: Sequence[Sample], desc: str = "features") -> list[torch.Tensor]:
         """Stacked features per level, (N, C_l, H_l, W_l) float32 on CPU, in sample order."""

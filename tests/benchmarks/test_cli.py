@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from nfbench.benchmarks.cli import build_parser, main, request_from_args
 
@@ -55,3 +56,19 @@ def test_list_shows_every_flag_with_its_default(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "--fastflow.flow-steps" in out and " 8 " in out
+
+
+@pytest.mark.parametrize("strict, code", [(False, 0), (True, 1)])
+def test_strict_run_exits_1_when_a_cell_failed(monkeypatch, tmp_path, capsys, strict, code):
+    records = [{"status": "ok"}, {"status": "failed"}, {"status": "skipped"}]
+    monkeypatch.setattr("nfbench.benchmarks.cli.run_grid", lambda request: records)
+    args = ["run", "--model", "fastflow", "--results", str(tmp_path)]
+    assert main(args + (["--strict"] if strict else [])) == code
+    assert "3 cells, 1 failed, 1 skipped" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_missing_cuda_is_a_one_line_error():
+    result = _run_cli("run", "--model", "fastflow", "--device", "cuda:7")
+    assert result.returncode == 2
+    assert "no CUDA device" in result.stderr and len(result.stderr.strip().splitlines()) == 1

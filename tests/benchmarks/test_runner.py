@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import stat
 
 import numpy as np
 import pandas as pd
@@ -11,9 +13,10 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from nfbench.benchmarks import protocol
+from nfbench.benchmarks import protocol, runner
 from nfbench.benchmarks.forgetting import summarize
 from nfbench.benchmarks.runner import run_grid
+from nfbench.datasets.base import DatasetError
 from nfbench.models.base import LossTerms
 from nfbench.models.fastflow.model import FastFlow
 
@@ -27,8 +30,11 @@ def test_cell_record_is_complete_and_recomputable(tiny_request):
     assert record["schema_version"] == 1 and record["tasks"] == [["alpha"], ["beta"]]
     R = np.array(record["R"]["image_auroc"], dtype=float)
     assert R.shape == (2, 2) and np.isfinite(R).all()  # k > t recorded too (unseen)
-    for key in ("latency_ms_p50", "latency_ms_p95", "throughput_img_s", "peak_memory_mb"):
+    for key in ("latency_ms_p50", "latency_ms_p95", "throughput_img_s", "memory_mb_batch1",
+                "memory_mb_batch32"):
         assert record["cost"][key] > 0
+    assert record["cost"]["memory_kind"] == "cpu_torch_alloc"
+    assert record["dataset"] == {"name": "folder", "has_masks": True}
     assert len(record["cost"]["train_time_s"]) == 2
 
     # every AUROC figure recomputes from the stored per-sample scores with scikit-learn
@@ -118,3 +124,68 @@ def test_inference_cost_is_measured_once_per_variant(tiny_request):
     assert second["cost"]["latency_ms_p50"] == first["cost"]["latency_ms_p50"]
     assert second["cost"]["cost_measured_in"] == first["cell_id"]
     assert second["cost"]["train_time_s"] != first["cost"]["train_time_s"]  # own training
+
+
+def test_a_truncated_image_stops_the_grid_before_any_training(tiny_request, tiny_data,
+                                                              monkeypatch):
+    bad = tiny_data / "beta" / "test" / "spot" / "001.png"
+    bad.write_bytes(bad.read_bytes()[:200])  # the header still opens: only a full decode fails
+
+    def never(*args, **kwargs):
+        raise AssertionError("the grid went past validation with a truncated image")
+
+    monkeypatch.setattr(runner, "Backbone", never)
+    monkeypatch.setattr(protocol, "train_phase", never)
+    with pytest.raises(DatasetError, match="unreadable image") as err:
+        run_grid(tiny_request, show_progress=False)
+    assert str(bad) in str(err.value) and "\n" not in str(err.value)
+    assert not (tiny_request.results_dir / "cells").exists()
+
+
+def test_thresholds_are_calibrated_on_what_the_learner_holds(tiny_request):
+    request = dataclasses.replace(tiny_request, strategies=["finetune", "replay", "joint"],
+                                  replay_per_class=2)
+    finetune, replay, joint = run_grid(request, show_progress=False)
+    # 6 training images per class: finetune holds the last task only, replay adds 2 of the
+    # old class, joint holds both classes
+    assert finetune["threshold_calibration"]["images"] == 6
+    assert replay["threshold_calibration"]["images"] == 8
+    assert "replay buffer" in replay["threshold_calibration"]["source"]
+    assert joint["threshold_calibration"]["images"] == 12
+
+
+def test_own_without_a_mechanism_is_a_reported_skip(tiny_request, capsys):
+    request = dataclasses.replace(
+        tiny_request, models=["fastflow", "ccnf"], strategies=["own"],
+        model_overrides={**tiny_request.model_overrides, "ccnf": {"epochs": 1}})
+    skipped, ccnf = run_grid(request, show_progress=False)
+    assert skipped["status"] == "skipped" and "no continual mechanism" in skipped["skip_reason"]
+    assert ccnf["status"] == "ok" and ccnf["strategy"] == "ccnf"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("skipped fastflow[") and "/own/s0: " in err
+    stored = json.loads((request.results_dir / "cells" / f"{skipped['cell_id']}.json")
+                        .read_text())
+    assert stored["status"] == "skipped"  # the report reads it from disk
+
+
+def test_result_files_respect_the_umask(tiny_request):
+    old = os.umask(0o022)
+    try:
+        [record] = run_grid(tiny_request, show_progress=False)
+    finally:
+        os.umask(old)
+    results = tiny_request.results_dir
+    for path in (results / "cells" / f"{record['cell_id']}.json",
+                 results / record["scores"]["csv"], results / record["scores"]["maps"]):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644, path
+
+
+def test_a_dataset_without_masks_says_so_and_measures_no_pixel_metric(tiny_request, tiny_data):
+    for mask in tiny_data.glob("*/ground_truth/*/*.png"):
+        mask.unlink()
+    [record] = run_grid(tiny_request, show_progress=False)
+    assert record["status"] == "ok"
+    assert record["dataset"]["has_masks"] is False
+    assert record["R"]["image_auroc"][1][1] is not None
+    assert all(v is None for row in record["R"]["pixel_auroc"] for v in row)
+    assert record["summary"]["pixel_aupro"]["acc"] is None
