@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt torch torchvision
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,reference]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[dev,reference,cluster]"
 	touch $(STAMP)
 
 bench: venv
