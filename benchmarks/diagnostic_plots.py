@@ -69,7 +69,7 @@ def plot_ablation(table: pd.DataFrame, path: Path) -> Path:
     for ax in axes:
         ax.set_xticks(x, ok["setting"], rotation=20, fontsize=8)
         ax.legend(fontsize=8)
-    fig.suptitle("HGAD freeze ablation (after task 1)")
+    fig.suptitle(f"{table['model'].iloc[0]} freeze ablation (after task 1)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,9 +1,10 @@
 """`nfbench diagnose`: seed 001's pilot experiments, for any model with named parameter groups.
 
 - drift: relative L2 change of each parameter group between consecutive tasks;
-- freeze ablation (HGAD): flow update/freeze x GMM update/freeze after task 1, with ACC, FM and
-  the entropy change of p(y|x) on normal and on anomalous test images of old tasks;
-- dH per task for class-conditional models (HGAD, CCNF);
+- freeze ablation, for every model that declares two `ablation_groups` (e.g. flow and GMM):
+  each group updated or frozen after task 1, with ACC, FM and the entropy change of p(y|x) on
+  normal and on anomalous test images of old tasks;
+- dH per task for class-conditional models with a class posterior;
 - t-SNE of per-image latents, coloured by class, after the first and the last task.
 Each writes a CSV and a PNG under reports/diagnostics/.
 """
@@ -23,16 +24,13 @@ from nfbench.benchmarks.evaluate import EvalSet
 from nfbench.benchmarks.runner import RunRequest, run_grid
 from nfbench.benchmarks.strategies import Phase
 from nfbench.models.base import FlowADModel
+from nfbench.models.capabilities import HasClassPosterior, HasLatents
+from nfbench.models.registry import get_model_class
 
-GMM_GROUPS = ("mus", "mu_deltas", "phi_intras", "phi_inters")
 
-
-def pooled_latents(model: FlowADModel, features: list[torch.Tensor]) -> np.ndarray:
-    """One vector per image: the deepest level's latents averaged over positions."""
-    z = model.latents(features)[-1]
-    batch = features[0].shape[0]
-    pooled = z.mean(dim=(2, 3)) if z.dim() == 4 else z.reshape(batch, -1, z.shape[-1]).mean(1)
-    return pooled.detach().cpu().numpy()
+def pooled_latents(model: HasLatents, features: list[torch.Tensor]) -> np.ndarray:
+    """One vector per image: the deepest level's latent map averaged over positions."""
+    return model.latents(features)[-1].mean(dim=(2, 3)).detach().cpu().numpy()
 
 
 class DiagnosticObserver:
@@ -48,7 +46,7 @@ class DiagnosticObserver:
         self.test: EvalSet | None = None
 
     def _groups(self, model: FlowADModel) -> dict[str, list[torch.Tensor]]:
-        return model.parameter_groups_for_diagnostics()
+        return model.diagnostic_groups()
 
     def before_phase(self, model: FlowADModel, phase: Phase) -> None:
         if phase.row == 0 or not self.freeze:
@@ -70,12 +68,10 @@ class DiagnosticObserver:
         entropies, latents = [], []
         for lo in range(0, test_features[0].shape[0], self.batch_size):
             feats = [f[lo : lo + self.batch_size].to(device) for f in test_features]
-            if model.class_conditional:
+            if isinstance(model, HasClassPosterior) and model.class_conditional:
                 entropies.append(model.posterior_entropy(feats).cpu().numpy())
-            try:
+            if isinstance(model, HasLatents):
                 latents.append(pooled_latents(model, feats))
-            except NotImplementedError:
-                pass
         if entropies:
             self.entropy.append(np.concatenate(entropies))
         if latents:
@@ -84,7 +80,7 @@ class DiagnosticObserver:
 
 def drift_table(model: str, snapshots: list[dict[str, torch.Tensor]]) -> pd.DataFrame:
     """||theta_t - theta_{t-1}|| / ||theta_{t-1}|| per group (and the RMS change, which stays
-    readable where a group starts near zero, e.g. HGAD's phi_inters with one class); groups
+    readable where a group starts near zero, e.g. class weights with one class); groups
     that grew compare the rows that existed before (a new class's centre is growth, not drift)."""
     rows = []
     for t in range(1, len(snapshots)):
@@ -141,8 +137,9 @@ def run_diagnostics(request: RunRequest, out_dir: Path) -> list[Path]:
                 classes = np.array([s.class_name for s in observer.test.samples])
                 tsne[model] = (observer.latents[first], observer.latents[last], classes,
                                observer.test.labels)
-        if "hgad" in request.models:
-            written += freeze_ablation(request, out_dir)
+        for model in request.models:
+            if len(get_model_class(model).ablation_groups) == 2:
+                written += freeze_ablation(request, model, out_dir)
     if drift:
         table = pd.concat(drift)
         written += [_csv(table, out_dir / "drift.csv"), plot_drift(table, out_dir / "drift.png")]
@@ -156,17 +153,22 @@ def run_diagnostics(request: RunRequest, out_dir: Path) -> list[Path]:
     return written
 
 
-def freeze_ablation(request: RunRequest, out_dir: Path) -> list[Path]:
-    """HGAD under its own strategy with flow and GMM each updated or frozen after task 1."""
+def freeze_ablation(request: RunRequest, model: str, out_dir: Path) -> list[Path]:
+    """The model under its own strategy with each of its two ablation groups (e.g. flow and
+    GMM) updated or frozen after task 1."""
+    model_class = get_model_class(model)
+    (first, first_groups), (second, second_groups) = model_class.ablation_groups.items()
+    strategy = model_class.own_strategy or "finetune"
     rows = []
-    for flow_frozen in (False, True):
-        for gmm_frozen in (False, True):
-            freeze = (("flow",) if flow_frozen else ()) + (GMM_GROUPS if gmm_frozen else ())
+    for first_frozen in (False, True):
+        for second_frozen in (False, True):
+            freeze = (first_groups if first_frozen else ()) + (
+                second_groups if second_frozen else ())
             observer = DiagnosticObserver(freeze=freeze)
-            record = _run(request, "hgad", "hgad", observer)
-            label = (f"NF_{'freeze' if flow_frozen else 'update'}_"
-                     f"GMM_{'freeze' if gmm_frozen else 'update'}")
-            row = {"setting": label, "status": record["status"]}
+            record = _run(request, model, strategy, observer)
+            label = (f"{first}_{'freeze' if first_frozen else 'update'}_"
+                     f"{second}_{'freeze' if second_frozen else 'update'}")
+            row = {"model": model, "setting": label, "status": record["status"]}
             if record["status"] == "ok":
                 summary = record["summary"]["image_auroc"]
                 dh = entropy_changes(observer.entropy, observer.test)
@@ -175,8 +177,8 @@ def freeze_ablation(request: RunRequest, out_dir: Path) -> list[Path]:
                         "delta_H_anomalous": dh.loc[dh.samples == "anomalous", "delta_H"].mean()}
             rows.append(row)
     table = pd.DataFrame(rows)
-    return [_csv(table, out_dir / "freeze_ablation.csv"),
-            plot_ablation(table, out_dir / "freeze_ablation.png")]
+    return [_csv(table, out_dir / f"freeze_ablation_{model}.csv"),
+            plot_ablation(table, out_dir / f"freeze_ablation_{model}.png")]
 
 
 def _csv(table: pd.DataFrame, path: Path) -> Path:

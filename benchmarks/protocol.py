@@ -27,10 +27,9 @@ from nfbench.benchmarks.evaluate import (
     score_all,
 )
 from nfbench.benchmarks.forgetting import summarize
-from nfbench.benchmarks.metrics import image_metrics
 from nfbench.benchmarks.results import SCHEMA_VERSION, environment, write_scores
 from nfbench.benchmarks.strategies import Phase, ReplayBuffer, plan_phases, training_samples
-from nfbench.benchmarks.thresholds import binary_report, fit_thresholds
+from nfbench.benchmarks.thresholds import threshold_report
 from nfbench.benchmarks.trainer import DivergedError, train_phase
 from nfbench.datasets.base import Dataset, Sample, load_mask
 from nfbench.datasets.scenarios import Scenario
@@ -108,30 +107,11 @@ def _threshold_report(
     scores: np.ndarray, test: EvalSet, task_aware: bool, test_features: list[torch.Tensor],
 ) -> dict:
     """Automatic thresholds fitted on the normal training scores of what the learner holds,
-    applied to the final test set, next to the oracle F1-max (the best F1 any threshold reaches on the test set itself)."""
+    applied to the final test set, next to the oracle F1-max (the best F1 any threshold
+    reaches on the test set itself)."""
     ids = _class_ids(train, scenario) if task_aware else None
     _, train_scores = score_all(model, cache.features(train, desc="train scores"), ids, device)
-    report = {}
-    for name, threshold in fit_thresholds(train_scores).items():
-        report[name] = {**binary_report(scores, test.labels, threshold), "threshold": threshold}
-    nfa = _a_contrario_scores(model, test_features, device)
-    if nfa is not None:  # U-Flow's rule: anomalous where NFA < 1, i.e. -log10 NFA > 0
-        report["nfa"] = {**binary_report(nfa, test.labels, 0.0), "threshold": 0.0}
-    report["oracle_f1max"] = {"f1": image_metrics(scores, test.labels)["image_f1max"]}
-    return report
-
-
-@torch.no_grad()
-def _a_contrario_scores(
-    model: FlowADModel, features: list[torch.Tensor], device: torch.device, batch: int = 32
-) -> np.ndarray | None:
-    parts = []
-    for lo in range(0, features[0].shape[0], batch):
-        out = model.a_contrario_scores([f[lo : lo + batch].to(device) for f in features])
-        if out is None:
-            return None
-        parts.append(out.double().cpu().numpy())
-    return np.concatenate(parts)
+    return threshold_report(model, train_scores, scores, test.labels, test_features)
 
 
 def run_cell(

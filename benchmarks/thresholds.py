@@ -1,44 +1,33 @@
-"""Automatic anomaly thresholds, fitted on NORMAL TRAINING scores only.
+"""Automatic anomaly thresholds, fixed before the test set is seen.
 
-F1-max picks its threshold by looking at test labels, so it is an oracle. A
-deployable detector must fix its threshold before seeing the test set; these
-rules do that from the scores of the normal training images, so no test
-information leaks in. Each rule is reported with F1/precision/recall next to the
-oracle F1-max.
+F1-max picks its threshold by looking at test labels, so it is an oracle. A deployable
+detector must fix its threshold first. Each rule here does: from the normal TRAINING scores the
+learner holds (percentile, mean + k*std, Otsu), or from a null model (the a-contrario NFA rule,
+which needs no data: NFA < 1). Each is reported with F1/precision/recall next to the oracle.
 
-Decision rule everywhere: an image is predicted anomalous when score > threshold
-(the convention of skimage's Otsu, "foreground is above the threshold").
+Decision rule everywhere: an image is predicted anomalous when score > threshold (the
+convention of skimage's Otsu, "foreground is above the threshold").
 
-Extension point: THRESHOLD_RULES maps a rule name to a callable
-``(train_scores: np.ndarray) -> float``. Add a rule with ``register_rule``; every
-caller of ``fit_thresholds`` then reports it. U-Flow's a-contrario (NFA) rule is
-the intended next entry. It is not fitted on training scores: U-Flow turns each
-map into -log10 NFA and flags NFA < 1, a fixed threshold of 0 on that score, so
-it can register as a rule that ignores its argument and returns 0.0, applied to
-a model whose image score is -log10 NFA.
+Extension point: a rule is a `ThresholdRule` object registered with `register_rule`; it says
+which models it applies to, fits its threshold, and may score the test images its own way (the
+NFA rule scores -log10 NFA from the latents of every model with Gaussian latents). A model may
+contribute rules of its own through `extra_threshold_rules()`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from functools import partial
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
+import torch
 from skimage.filters import threshold_otsu
 from sklearn.metrics import f1_score, precision_score, recall_score
 
-__all__ = [
-    "THRESHOLD_RULES",
-    "binary_report",
-    "fit_thresholds",
-    "mean_std_threshold",
-    "otsu_threshold",
-    "percentile_threshold",
-    "predict",
-    "register_rule",
-]
-
-ThresholdRule = Callable[[np.ndarray], float]
+from nfbench.benchmarks.metrics import f1_max
+from nfbench.models.base import FlowADModel
+from nfbench.models.capabilities import HasLatents, HasThresholdRules
+from nfbench.models.nfa import neg_log10_nfa_map
 
 
 def _scores(train_scores: np.ndarray) -> np.ndarray:
@@ -76,28 +65,115 @@ def otsu_threshold(train_scores: np.ndarray) -> float:
     return float(threshold_otsu(_scores(train_scores)))
 
 
-THRESHOLD_RULES: dict[str, ThresholdRule] = {
-    "percentile_99": partial(percentile_threshold, q=99.0),
-    "mean_3std": partial(mean_std_threshold, k=3.0),
-    "otsu": otsu_threshold,
-}
+class ThresholdRule:
+    """A rule that fixes an image threshold without the test labels."""
+
+    name: ClassVar[str]
+
+    def applies_to(self, model: FlowADModel) -> bool:
+        return True
+
+    def fit(self, train_scores: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def test_scores(
+        self, model: FlowADModel, image_scores: np.ndarray, features: list[torch.Tensor]
+    ) -> np.ndarray:
+        """The per-image scores the threshold applies to: the model's image scores."""
+        return image_scores
 
 
-def register_rule(name: str, rule: ThresholdRule, *, overwrite: bool = False) -> ThresholdRule:
-    """Add a rule to THRESHOLD_RULES (refuses to replace one silently)."""
-    if name in THRESHOLD_RULES and not overwrite:
-        raise KeyError(f"threshold rule {name!r} already registered")
-    THRESHOLD_RULES[name] = rule
+@dataclass
+class PercentileRule(ThresholdRule):
+    name: ClassVar[str] = "percentile_99"
+    q: float = 99.0
+
+    def fit(self, train_scores: np.ndarray) -> float:
+        return percentile_threshold(train_scores, self.q)
+
+
+@dataclass
+class MeanStdRule(ThresholdRule):
+    name: ClassVar[str] = "mean_3std"
+    k: float = 3.0
+
+    def fit(self, train_scores: np.ndarray) -> float:
+        return mean_std_threshold(train_scores, self.k)
+
+
+class OtsuRule(ThresholdRule):
+    name: ClassVar[str] = "otsu"
+
+    def fit(self, train_scores: np.ndarray) -> float:
+        return otsu_threshold(train_scores)
+
+
+@dataclass
+class NFARule(ThresholdRule):
+    """U-Flow's a-contrario rule, for every model whose latents are N(0, I) under the normal
+    model: an image is anomalous where some region has NFA < 1, i.e. -log10 NFA > 0. The
+    threshold comes from the null model, not from data (models/nfa.py)."""
+
+    name: ClassVar[str] = "nfa"
+    window: int = 5
+    probability_thr: float = 0.9
+    batch_size: int = 32
+
+    def applies_to(self, model: FlowADModel) -> bool:
+        return model.gaussian_latents and isinstance(model, HasLatents)
+
+    def fit(self, train_scores: np.ndarray) -> float:
+        return 0.0
+
+    @torch.no_grad()
+    def test_scores(
+        self, model: FlowADModel, image_scores: np.ndarray, features: list[torch.Tensor]
+    ) -> np.ndarray:
+        size = model.features.input_size
+        parts = []
+        for feats, _ in model.iter_batches(features, None, self.batch_size):
+            nfa = neg_log10_nfa_map(model.latents(feats), size, self.window, self.probability_thr)
+            parts.append(nfa.flatten(1).amax(dim=1).double().cpu().numpy())
+        return np.concatenate(parts)
+
+
+THRESHOLD_RULES: dict[str, ThresholdRule] = {}
+
+
+def register_rule(rule: ThresholdRule, *, overwrite: bool = False) -> ThresholdRule:
+    """Make a rule part of every threshold report (refuses to replace one silently)."""
+    if rule.name in THRESHOLD_RULES and not overwrite:
+        raise KeyError(f"threshold rule {rule.name!r} already registered")
+    THRESHOLD_RULES[rule.name] = rule
     return rule
 
 
-def fit_thresholds(
-    train_scores: np.ndarray, rules: dict[str, ThresholdRule] | None = None
-) -> dict[str, float]:
-    """Fit every rule (default: THRESHOLD_RULES) on the normal training scores."""
-    s = _scores(train_scores)
-    chosen = THRESHOLD_RULES if rules is None else rules
-    return {name: float(rule(s)) for name, rule in chosen.items()}
+for _rule in (PercentileRule(), MeanStdRule(), OtsuRule(), NFARule()):
+    register_rule(_rule)
+
+
+def rules_for(model: FlowADModel) -> list[ThresholdRule]:
+    """The registered rules that apply to `model`, then the model's own contributions."""
+    own = model.extra_threshold_rules() if isinstance(model, HasThresholdRules) else []
+    return [r for r in (*THRESHOLD_RULES.values(), *own) if r.applies_to(model)]
+
+
+def threshold_report(
+    model: FlowADModel,
+    train_scores: np.ndarray,
+    test_scores: np.ndarray,
+    labels: np.ndarray,
+    test_features: list[torch.Tensor],
+) -> dict[str, dict[str, float]]:
+    """F1/precision/recall and threshold of every applicable rule, plus the oracle F1-max."""
+    train = _scores(train_scores)
+    report = {}
+    for rule in rules_for(model):
+        threshold = float(rule.fit(train))
+        scores = rule.test_scores(model, test_scores, test_features)
+        report[rule.name] = {**binary_report(scores, labels, threshold), "threshold": threshold}
+    report["oracle_f1max"] = {"f1": f1_max(test_scores, labels)}
+    return report
 
 
 def predict(scores: np.ndarray, threshold: float) -> np.ndarray:

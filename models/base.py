@@ -70,6 +70,11 @@ class FlowADModel(nn.Module):
     # entry that keeps its library's batch-wise normalisation). Native models never do: the
     # contract is that every score is a function of its own image only.
     batch_dependent_scores: ClassVar[bool] = False
+    # True where latents() are N(0, I) under the normal model: the NFA threshold rule applies
+    gaussian_latents: ClassVar[bool] = False
+    # groups of diagnostic_groups() (by name prefix) frozen in the freeze ablation, e.g. HGAD's
+    # {"NF": ("flow",), "GMM": ("mus", ...)}; empty: the model has no such ablation
+    ablation_groups: ClassVar[dict[str, tuple[str, ...]]] = {}
 
     def __init__(self, config: ModelConfig, features: FeatureInfo) -> None:
         super().__init__()
@@ -108,25 +113,9 @@ class FlowADModel(nn.Module):
         params = [p for p in self.parameters() if p.requires_grad]
         return [{"params": params}] if params else []
 
-    def parameter_groups_for_diagnostics(self) -> dict[str, list[torch.Tensor]]:
-        """Named parameter groups whose drift between tasks is worth tracking."""
+    def diagnostic_groups(self) -> dict[str, list[torch.Tensor]]:
+        """Named parameter groups whose drift between tasks is worth tracking (diagnostics)."""
         return {"flow": [p for p in self.parameters()]}
-
-    def latents(
-        self, features: list[torch.Tensor], class_ids: torch.Tensor | None = None
-    ) -> list[torch.Tensor]:
-        """Per-level latent vectors (N_positions, D), for the t-SNE diagnostic."""
-        raise NotImplementedError(f"{self.name} exposes no latents")
-
-    def posterior_entropy(self, features: list[torch.Tensor]) -> torch.Tensor:
-        """Per-image mean entropy of p(y|x) over seen classes (B,), for class-conditional
-        models; the diagnostics track its change between tasks."""
-        raise NotImplementedError(f"{self.name} has no class posterior")
-
-    def a_contrario_scores(self, features: list[torch.Tensor]) -> torch.Tensor | None:
-        """Per-image max of -log10 NFA (B,), where the model has an a-contrario detector
-        (U-Flow); the automatic "nfa" threshold is then NFA < 1, i.e. a score > 0."""
-        return None
 
     # ---- training and scoring -----------------------------------------------------------
     def training_loss(

@@ -79,6 +79,7 @@ class CCNF(FlowADModel):
     config_class = CCNFConfig
     class_conditional = True
     own_strategy = "ccnf"
+    gaussian_latents = True  # under the chosen class y_hat
 
     def __init__(self, config: CCNFConfig, features: FeatureInfo) -> None:
         super().__init__(config, features)
@@ -129,7 +130,7 @@ class CCNF(FlowADModel):
             groups.append({"params": rows, "lr": self.config.embedding_lr})
         return groups
 
-    def parameter_groups_for_diagnostics(self) -> dict[str, list[torch.Tensor]]:
+    def diagnostic_groups(self) -> dict[str, list[torch.Tensor]]:
         groups: dict[str, list[torch.Tensor]] = {}
         for level in self.levels:
             for k, coupling in enumerate(level.couplings):

@@ -75,6 +75,7 @@ def _vectors(feat: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch
 @register_model("cflow")
 class Cflow(FlowADModel):
     config_class = CflowConfig
+    gaussian_latents = True
 
     def __init__(self, config: CflowConfig, features: FeatureInfo) -> None:
         super().__init__(config, features)
@@ -112,6 +113,20 @@ class Cflow(FlowADModel):
         parts["loss"] = float(loss.detach())
         return LossTerms(loss, parts)
 
+    @torch.no_grad()
+    def latents(
+        self, features: list[torch.Tensor], class_ids: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Per-level latent maps (B, C, h, w): every position's z, N(0, I) under the normal
+        model (the flow is conditioned on the position, not on the class)."""
+        maps = []
+        for level, feat in enumerate(features):
+            b, c, h, w = feat.shape
+            vectors, cond = _vectors(feat, self._pos(level, h, w))
+            z, _ = self.decoders[level](vectors, c=[cond])
+            maps.append(z.reshape(b, h, w, c).permute(0, 3, 1, 2))
+        return maps
+
     def log_prob_maps(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
         """Per-level (B, h, w) maps of log p / C."""
         maps = []
@@ -137,5 +152,5 @@ class Cflow(FlowADModel):
         maps = cflow_anomaly_map(self.log_prob_maps(features), self.upsample, refs)
         return AnomalyOutput(maps=maps, image_scores=maps.flatten(1).amax(dim=1))
 
-    def parameter_groups_for_diagnostics(self) -> dict[str, list[torch.Tensor]]:
+    def diagnostic_groups(self) -> dict[str, list[torch.Tensor]]:
         return {f"flow_level{i}": list(d.parameters()) for i, d in enumerate(self.decoders)}

@@ -46,6 +46,7 @@ class CsFlowConfig(ModelConfig):
 @register_model("csflow")
 class CsFlow(FlowADModel):
     config_class = CsFlowConfig
+    gaussian_latents = True
 
     def __init__(self, config: CsFlowConfig, features: FeatureInfo) -> None:
         super().__init__(config, features)
@@ -78,6 +79,13 @@ class CsFlow(FlowADModel):
         """Latents per scale and log|det J| per sample."""
         return self.flow(self.scale_inputs(features))
 
+    @torch.no_grad()
+    def latents(
+        self, features: list[torch.Tensor], class_ids: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Per-scale latent maps (B, C, h, w), finest first: N(0, I) under the normal model."""
+        return self.encode(features)[0]
+
     def training_loss(
         self, features: list[torch.Tensor], class_ids: torch.Tensor, progress: TrainProgress
     ) -> LossTerms:
@@ -90,7 +98,7 @@ class CsFlow(FlowADModel):
         maps = csflow_anomaly_map(latents, self.upsample, self.config.map_mode)
         return AnomalyOutput(maps=maps, image_scores=csflow_image_score(latents))
 
-    def parameter_groups_for_diagnostics(self) -> dict[str, list[torch.Tensor]]:
+    def diagnostic_groups(self) -> dict[str, list[torch.Tensor]]:
         groups: dict[str, list[torch.Tensor]] = {}
         for i, layer in enumerate(self.flow.layers):
             params = list(layer.parameters())

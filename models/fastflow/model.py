@@ -48,6 +48,7 @@ def build_fastflow_level(
 @register_model("fastflow")
 class FastFlow(FlowADModel):
     config_class = FastFlowConfig
+    gaussian_latents = True
 
     def __init__(self, config: FastFlowConfig, features: FeatureInfo) -> None:
         super().__init__(config, features)
@@ -66,6 +67,13 @@ class FastFlow(FlowADModel):
             log_dets.append(log_det)
         return latents, log_dets
 
+    @torch.no_grad()
+    def latents(
+        self, features: list[torch.Tensor], class_ids: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Per-level latent maps (B, C, h, w): N(0, I) under the normal model."""
+        return self.encode(features)[0]
+
     def training_loss(
         self, features: list[torch.Tensor], class_ids: torch.Tensor, progress: TrainProgress
     ) -> LossTerms:
@@ -78,5 +86,5 @@ class FastFlow(FlowADModel):
         maps = fastflow_anomaly_map(latents, self.features.input_size)
         return AnomalyOutput(maps=maps, image_scores=maps.flatten(1).amax(dim=1))
 
-    def parameter_groups_for_diagnostics(self) -> dict[str, list[torch.Tensor]]:
+    def diagnostic_groups(self) -> dict[str, list[torch.Tensor]]:
         return {f"flow_level{i}": list(f.parameters()) for i, f in enumerate(self.flows)}

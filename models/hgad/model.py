@@ -78,6 +78,8 @@ class HGAD(FlowADModel):
     class_conditional = True
     own_strategy = "hgad"
     own_strategy_is_finetune = True  # centres grow under every strategy
+    # seed 001's freeze ablation: the flow against the hierarchical GMM
+    ablation_groups = {"NF": ("flow",), "GMM": ("mus", "mu_deltas", "phi_intras", "phi_inters")}
 
     def __init__(self, config: HGADConfig, features: FeatureInfo) -> None:
         super().__init__(config, features)
@@ -131,7 +133,7 @@ class HGAD(FlowADModel):
                   {"params": phis, "weight_decay": 0.0, "betas": betas}]
         return [g for g in groups if g["params"]]
 
-    def parameter_groups_for_diagnostics(self) -> dict[str, list[torch.Tensor]]:
+    def diagnostic_groups(self) -> dict[str, list[torch.Tensor]]:
         """flow_block{i}: coupling block i of every level together; then the GMM by name."""
         groups: dict[str, list[torch.Tensor]] = {}
         for flow in self.flows:
@@ -162,9 +164,14 @@ class HGAD(FlowADModel):
     def latents(
         self, features: list[torch.Tensor], class_ids: torch.Tensor | None = None
     ) -> list[torch.Tensor]:
-        """Per-level latents (B*h*w, D), positions in (b, y, x) order (for t-SNE); the flow
-        is not class-conditional, so class_ids is unused."""
-        return [self.encode_level(i, f)[0] for i, f in enumerate(features)]
+        """Per-level latent maps (B, D, h, w) (for t-SNE; GMM-distributed, not N(0, I)); the
+        flow is not class-conditional, so class_ids is unused."""
+        maps = []
+        for i, f in enumerate(features):
+            b, _, h, w = f.shape
+            z = self.encode_level(i, f)[0]
+            maps.append(z.reshape(b, h, w, -1).permute(0, 3, 1, 2))
+        return maps
 
     # ---- training -------------------------------------------------------------------------
     def training_loss(

@@ -106,5 +106,5 @@ class AnomalibCflow(FlowADModel):
             out = self.net(placeholder)
         return as_output(out)
 
-    def parameter_groups_for_diagnostics(self) -> dict[str, list[torch.Tensor]]:
+    def diagnostic_groups(self) -> dict[str, list[torch.Tensor]]:
         return {f"flow_level{i}": list(d.parameters()) for i, d in enumerate(self.net.decoders)}

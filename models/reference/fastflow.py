@@ -59,6 +59,6 @@ class AnomalibFastflow(AnomalibNetEntry):
         self.net = net
         self.criterion = anomalib_module("fastflow", "loss").FastflowLoss()
 
-    def parameter_groups_for_diagnostics(self) -> dict[str, list[torch.Tensor]]:
+    def diagnostic_groups(self) -> dict[str, list[torch.Tensor]]:
         blocks = self.net.fast_flow_blocks
         return {f"flow_level{i}": list(b.parameters()) for i, b in enumerate(blocks)}

@@ -1,27 +1,11 @@
-"""U-Flow's maps: the likelihood map (for AUROC) and the a-contrario -log10 NFA map.
-
-NFA (number of false alarms), as in the paper's code: under the normal model every latent
-entry is N(0, 1), so z^2 ~ chi2(1) and an entry is a "candidate" when z^2 >= tau with
-tau = chi2.ppf(probability_thr, 1), i.e. with probability p = 1 - probability_thr. Around each
-position, a (2h+1)^2 window (h = window // 2 at the finest scale, halved per coarser scale,
-at least 1) holds k candidates per channel on average (count over the window and all channels,
-divided by the channel count). Under the null that count is Binomial(n = (2h+1)^2, p), so
-log10 P(X > k) is the per-scale tail; scales are combined by summing these log10 tails after
-bicubic upsampling, and NFA = (number of tests = positions over all scales) * that
-probability. The map returned is -log10 NFA: > 0 means NFA < 1, the paper's detection rule.
-"""
+"""U-Flow's likelihood map (for AUROC). Its a-contrario -log10 NFA map lives in models/nfa.py,
+shared with every flow whose latents are Gaussian."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
-import numpy as np
 import torch
-from scipy import stats
-from torch.nn import functional as F
-
-LOG10_FLOOR = -300.0  # log10 tails are floored here so maps stay finite (P = 0 in float64)
 
 
 def likelihood_map(
@@ -30,39 +14,3 @@ def likelihood_map(
     """1 - mean over scales of exp(-0.5 * mean over channels of z^2), upsampled: in [0, 1]."""
     probs = [upsample(torch.exp(-0.5 * (z**2).mean(dim=1))) for z in latents]
     return 1.0 - torch.stack(probs).mean(dim=0)
-
-
-def window_candidate_counts(z: torch.Tensor, half_window: int, tau: float) -> torch.Tensor:
-    """(B, 1, h, w): candidates (z^2 >= tau) in the window around each position, per channel."""
-    candidates = (z.double() ** 2 >= tau).double()
-    mode = "reflect" if min(z.shape[-2:]) > half_window else "replicate"
-    padded = F.pad(candidates, (half_window,) * 4, mode=mode)
-    size = 2 * half_window + 1
-    window_sums = F.avg_pool2d(padded, size, stride=1, divisor_override=1)
-    return window_sums.sum(dim=1, keepdim=True) / z.shape[1]
-
-
-def binomial_log10_tail(z: torch.Tensor, window: float, probability_thr: float) -> torch.Tensor:
-    """(B, 1, h, w) log10 P(Binomial(n, 1 - probability_thr) > k), k = candidates per channel."""
-    tau = float(stats.chi2.ppf(probability_thr, 1))
-    half = max(int(window // 2), 1)
-    k = window_candidate_counts(z, half, tau)
-    n = (2 * half + 1) ** 2
-    log_tail = stats.binom.logsf(k.detach().cpu().numpy(), n, 1.0 - probability_thr) / math.log(10)
-    log_tail = np.maximum(log_tail, LOG10_FLOOR)
-    return torch.from_numpy(log_tail).to(z.device)
-
-
-def neg_log10_nfa_map(
-    latents: list[torch.Tensor], size: int, window: int = 5, probability_thr: float = 0.9
-) -> torch.Tensor:
-    """(B, size, size) -log10 NFA, latents finest scale first (window halves per scale)."""
-    tails = [
-        binomial_log10_tail(z, window / 2**scale, probability_thr)
-        for scale, z in enumerate(latents)
-    ]
-    log_prob = sum(
-        F.interpolate(t, size=(size, size), mode="bicubic", align_corners=True) for t in tails)
-    n_tests = sum(z.shape[-2] * z.shape[-1] for z in latents)
-    log_nfa = math.log10(n_tests) + log_prob
-    return (-log_nfa)[:, 0].to(latents[0].dtype)  # computed in float64: the model's dtype

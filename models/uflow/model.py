@@ -20,8 +20,9 @@ from torch.nn import functional as F
 from nfbench.models.backbone import FeatureInfo
 from nfbench.models.base import AnomalyOutput, FlowADModel, LossTerms, ModelConfig, TrainProgress
 from nfbench.models.flows import conv_subnet
+from nfbench.models.nfa import neg_log10_nfa_map
 from nfbench.models.registry import register_model
-from nfbench.models.uflow.anomaly_map import likelihood_map, neg_log10_nfa_map
+from nfbench.models.uflow.anomaly_map import likelihood_map
 from nfbench.models.uflow.loss import uflow_loss
 
 
@@ -117,6 +118,7 @@ class UShapedFlow(nn.Module):
 @register_model("uflow")
 class UFlow(FlowADModel):
     config_class = UFlowConfig
+    gaussian_latents = True
 
     def __init__(self, config: UFlowConfig, features: FeatureInfo) -> None:
         super().__init__(config, features)
@@ -145,8 +147,12 @@ class UFlow(FlowADModel):
         return neg_log10_nfa_map(latents, self.features.input_size, self.config.nfa_window,
                                  self.config.nfa_probability_thr)
 
-    def a_contrario_scores(self, features: list[torch.Tensor]) -> torch.Tensor:
-        return self.nfa_map(features).flatten(1).amax(dim=1)
+    @torch.no_grad()
+    def latents(
+        self, features: list[torch.Tensor], class_ids: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Per-scale latent maps (B, C, h, w), finest first: N(0, I) under the normal model."""
+        return self.encode(features)[0]
 
     @torch.no_grad()
     def score(self, features: list[torch.Tensor], class_ids: torch.Tensor | None) -> AnomalyOutput:
@@ -157,5 +163,5 @@ class UFlow(FlowADModel):
             maps = likelihood_map(latents, self.upsample)
         return AnomalyOutput(maps=maps, image_scores=maps.flatten(1).amax(dim=1))
 
-    def parameter_groups_for_diagnostics(self) -> dict[str, list[torch.Tensor]]:
+    def diagnostic_groups(self) -> dict[str, list[torch.Tensor]]:
         return {f"stage_level{i}": list(s.parameters()) for i, s in enumerate(self.flow.stages)}

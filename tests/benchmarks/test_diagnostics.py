@@ -47,4 +47,5 @@ def test_observer_freezes_groups_after_the_first_task(tiny_request):
     first, second = observer.snapshots
     assert torch.equal(first["flow_level0"], second["flow_level0"])
     assert not torch.equal(first["flow_level1"], second["flow_level1"])
-    assert set(observer.latents) == set()  # fastflow exposes no latents
+    assert set(observer.latents) == {0, 1}  # one pooled latent per test image after each task
+    assert observer.latents[1].shape[0] == len(observer.test.samples)

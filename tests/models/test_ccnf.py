@@ -148,7 +148,7 @@ def test_score_finite_for_never_seen_class_and_untrained_row():
     assert ent.shape == (3,) and (ent >= 0).all() and (ent <= math.log(2) + 1e-6).all()
     z = model.latents(feats, torch.tensor([0, 5, 99]))
     assert [t.shape for t in z] == [f.shape for f in feats]
-    groups = model.parameter_groups_for_diagnostics()
+    groups = model.diagnostic_groups()
     assert {"flow_block0", "flow_block1", "embeddings"} <= set(groups)
 
 

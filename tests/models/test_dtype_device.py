@@ -14,6 +14,8 @@ import torch
 
 from nfbench.models.backbone import FeatureInfo
 from nfbench.models.base import FlowADModel, TrainProgress
+from nfbench.models.capabilities import HasClassPosterior, HasLatents
+from nfbench.models.nfa import neg_log10_nfa_map
 from nfbench.models.registry import create_model
 
 # sizes 8 and 4: each level twice the next (U-Flow), deep enough for CS-Flow's 3-scale pyramid
@@ -91,17 +93,14 @@ def _check_outputs(model: FlowADModel, classes: list[int], device: str, where: s
             _assert_tensor(out.maps, device, f"{where} {mode} maps")
             _assert_tensor(out.image_scores, device, f"{where} {mode} image scores")
             assert torch.isfinite(out.maps).all() and torch.isfinite(out.image_scores).all()
-        try:
-            latents = model.latents(feats)
-        except NotImplementedError:
-            latents = []
-        for i, z in enumerate(latents):
+        assert isinstance(model, HasLatents), where  # every native model has latents
+        for i, z in enumerate(model.latents(feats)):
             _assert_tensor(z, device, f"{where} latents level {i}")
-        if model.class_conditional:
+        if model.gaussian_latents:
+            nfa = neg_log10_nfa_map(model.latents(feats), 16)
+            _assert_tensor(nfa, device, f"{where} a-contrario map")
+        if isinstance(model, HasClassPosterior):
             _assert_tensor(model.posterior_entropy(feats), device, f"{where} posterior entropy")
-        nfa = model.a_contrario_scores(feats)
-        if nfa is not None:
-            _assert_tensor(nfa, device, f"{where} a-contrario scores")
     _assert_state(model, device, f"{where} scoring")
 
 

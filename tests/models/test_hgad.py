@@ -152,7 +152,7 @@ def test_centres_grow_by_exactly_the_new_classes():
     groups = model.param_groups()
     assert any(g.get("lr") == model.config.lr_centres and model.gmms[0].mus in g["params"]
                for g in groups)
-    diag = model.parameter_groups_for_diagnostics()
+    diag = model.diagnostic_groups()
     assert list(diag)[:3] == ["flow_block0", "flow_block1", "flow_input_norm"]
     assert diag["phi_inters"][1] is model.gmms[1].phi_inters
 
@@ -183,7 +183,7 @@ def test_tiny_fit_lowers_loss_and_scores_are_finite():
         h = model.posterior_entropy(feats)
         assert h.shape == (8,) and (h >= 0).all() and (h <= math.log(2) + 1e-6).all()
         z = model.latents(feats)
-        assert [t.shape for t in z] == [(8 * 16, 4), (8 * 4, 8)]
+        assert [t.shape for t in z] == [(8, 4, 4, 4), (8, 8, 2, 2)]
 
 
 def test_score_is_finite_before_and_after_one_class():

@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 import importlib.util
-import math
 from pathlib import Path
 
 import torch
-from scipy import stats
 
 from nfbench.models.backbone import FeatureInfo
 from nfbench.models.registry import create_model
-from nfbench.models.uflow.anomaly_map import (
-    binomial_log10_tail,
-    neg_log10_nfa_map,
-    window_candidate_counts,
-)
 from nfbench.models.uflow.model import UFlowConfig, UShapedFlow
 
 _spec = importlib.util.spec_from_file_location(
@@ -63,27 +56,6 @@ def test_u_shaped_flow_logdet_matches_autograd():
         return torch.cat([z.reshape(-1) for z in zs]), ld
 
     checks.assert_logdet_matches_autograd(forward, torch.cat([f.reshape(-1) for f in feats]))
-
-
-def test_nfa_literal_values_against_scipy():
-    # 2 channels on a 3x3 map; probability_thr 0.9 -> tau = chi2_1.ppf(0.9) = 2.7055
-    z = torch.zeros(1, 2, 3, 3, dtype=torch.float64)
-    z[0, 0, 1, 1] = 3.0  # z^2 = 9 >= tau: a candidate
-    z[0, 1, 1, 1] = 2.0  # z^2 = 4 >= tau
-    z[0, 1, 0, 0] = 1.0  # z^2 = 1 < tau: not a candidate
-    # window 3 (half 1), reflect padding: the centre window holds 2 candidates -> k = 2/2 = 1
-    k = window_candidate_counts(z, 1, float(stats.chi2.ppf(0.9, 1)))
-    assert k[0, 0, 1, 1].item() == 1.0
-    # corner (0,0): reflect padding mirrors the centre into 4 cells of its window -> 8/2 = 4
-    assert k[0, 0, 0, 0].item() == 4.0
-    tail = binomial_log10_tail(z, 3, 0.9)
-    expected = math.log10(stats.binom.sf(1, 9, 0.1))  # P(Bin(9, 0.1) > 1)
-    assert abs(tail[0, 0, 1, 1].item() - expected) < 1e-12
-    # one scale, 9 tests: -log10 NFA = -(log10 9 + log10 P); at the centre of a 3x3 target
-    # with align_corners the bicubic interpolation is exact on the grid
-    nfa = neg_log10_nfa_map([z], size=3, window=3, probability_thr=0.9)
-    assert abs(nfa[0, 1, 1].item() - (-(math.log10(9) + expected))) < 1e-5
-    assert abs(nfa[0, 0, 0].item() + math.log10(9) + math.log10(stats.binom.sf(4, 9, 0.1))) < 1e-4
 
 
 def test_tiny_fit_lowers_loss_and_scores_are_finite():

@@ -1,0 +1,45 @@
+"""Optional capabilities a model may have, as runtime-checkable protocols.
+
+The model contract (models/base.py) is what every model must do: train and score. What only
+some models can do is declared here, and generic code asks `isinstance(model, HasLatents)`
+instead of calling a base-class method that raises for most models:
+
+- HasLatents: per-level latent maps. With `gaussian_latents = True` on the class, the latents
+  are N(0, I) under the normal model, so the a-contrario (NFA) threshold rule applies
+  (benchmarks/thresholds.py); the t-SNE diagnostic uses them either way.
+- HasThresholdRules: threshold rules of the model's own (benchmarks/thresholds.py
+  `ThresholdRule` objects), reported next to the registered ones.
+- HasClassPosterior: the entropy of p(y|x) over seen classes (class-conditional models), for
+  seed 001's entropy-change diagnostic.
+Diagnostic parameter groups, the freeze-ablation groups and "own strategy equals finetune" are
+class attributes and methods of the base class, with neutral defaults.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class HasLatents(Protocol):
+    def latents(
+        self, features: list[torch.Tensor], class_ids: torch.Tensor | None = None
+    ) -> list[torch.Tensor]:
+        """Per-level latent maps (B, C, h, w), finest level first."""
+        ...
+
+
+@runtime_checkable
+class HasClassPosterior(Protocol):
+    def posterior_entropy(self, features: list[torch.Tensor]) -> torch.Tensor:
+        """Per-image mean entropy of p(y|x) over seen classes (B,), in nats."""
+        ...
+
+
+@runtime_checkable
+class HasThresholdRules(Protocol):
+    def extra_threshold_rules(self) -> list:
+        """ThresholdRule objects (benchmarks/thresholds.py) that only this model has."""
+        ...
