@@ -1,9 +1,12 @@
 """PNG plots for the report (matplotlib, Agg backend).
 
 Renderers take what ``report.py`` already computed: the per-scenario aggregate table
-(``report.aggregate``; one row per variant/strategy group, ``<col>__mean``/``__std``)
-and the scenario's cell records. Scores are plotted in points (x100). ``write_plots``
-makes all of them and returns {title: path} plus notes on anything it had to skip.
+(``report.aggregate``; one row per variant/strategy group, ``<col>__mean``, the 95% interval
+across seeds ``__lo``/``__hi`` and the bootstrap interval over test images ``__blo``/``__bhi``)
+and the scenario's cell records. Scores are plotted in points (x100). Error bars are 95%
+intervals, never std: across seeds where a row has several, else the bootstrap over test
+images (where there is none, no bar). ``write_plots`` makes all of them and returns
+{title: path} plus notes on anything it had to skip.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-__all__ = ["acc_vs_latency", "anomaly_maps", "forgetting_bars", "mean_r", "memory_bars",
-           "per_task_curves", "r_heatmaps", "write_plots", "PLOT_NAMES"]
+__all__ = ["acc_vs_latency", "anomaly_maps", "forgetting_bars", "interval", "mean_r", "memory_bars",
+           "per_task_curves", "r_heatmaps", "seed_r", "write_plots", "PLOT_NAMES"]
 
 DPI = 110
 PLOT_NAMES = ("r_matrix_image_auroc", "acc_vs_latency", "forgetting", "per_task", "memory", "anomaly_maps")
@@ -66,6 +69,17 @@ def mean_r(recs: list[dict], metric: str = "image_auroc") -> dict[str, np.ndarra
             for lab, ms in stacks.items()}
 
 
+def seed_r(recs: list[dict], metric: str = "image_auroc") -> dict[str, list[np.ndarray]]:
+    """Per group label, one R matrix (points) per ok seed, for intervals across seeds."""
+    stacks: dict[str, list[np.ndarray]] = {}
+    for rec in recs:
+        rows = (rec.get("R") or {}).get(metric)
+        if rec.get("status") == "ok" and rows:
+            R = np.array([[np.nan if v is None else float(v) for v in row] for row in rows]) * 100
+            stacks.setdefault(_label(rec), []).append(R)
+    return stacks
+
+
 def r_heatmaps(mats: dict[str, np.ndarray], task_names: list[str], path: Path,
                metric: str = "image_auroc") -> Path | None:
     """One heatmap per group of R[t, k]; tasks not yet seen (t < k) greyed out."""
@@ -108,26 +122,44 @@ def r_heatmaps(mats: dict[str, np.ndarray], task_names: list[str], path: Path,
     return _save(fig, path)
 
 
-def _xy(agg: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and std arrays (std NaN -> 0) of an aggregated column."""
-    mean = agg.get(f"{col}__mean", pd.Series(np.nan, index=agg.index)).to_numpy(float)
-    std = agg.get(f"{col}__std", pd.Series(np.nan, index=agg.index)).to_numpy(float)
-    return mean, np.nan_to_num(std)
+def _col(agg: pd.DataFrame, name: str) -> np.ndarray:
+    """An aggregated column as floats (NaN where absent)."""
+    return agg.get(name, pd.Series(np.nan, index=agg.index)).to_numpy(float)
+
+
+def interval(agg: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(mean, lo, hi) of an aggregated column: the 95% interval across seeds where a row has
+    one, else the bootstrap interval over test images, else NaN (no error bar)."""
+    mean = _col(agg, f"{col}__mean")
+    lo, hi = _col(agg, f"{col}__lo"), _col(agg, f"{col}__hi")
+    seeds = np.isfinite(lo) & np.isfinite(hi)
+    lo = np.where(seeds, lo, _col(agg, f"{col}__blo"))
+    hi = np.where(seeds, hi, _col(agg, f"{col}__bhi"))
+    return mean, lo, hi
+
+
+def _err(mean: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(2, n) asymmetric error-bar lengths for matplotlib; 0 where there is no interval."""
+    return np.nan_to_num(np.stack([mean - lo, hi - mean]).clip(min=0))
 
 
 def acc_vs_latency(agg: pd.DataFrame, path: Path) -> Path | None:
-    """Image-AUROC ACC vs latency p50 per group, with the Pareto front (faster and better)."""
-    acc, acc_sd = _xy(agg, "image_auroc_acc")
-    lat, lat_sd = _xy(agg, "latency_ms_p50")
+    """Image-AUROC ACC vs latency p50 per group, with the Pareto front (faster and better).
+
+    Error bars: 95% intervals of ACC (seeds, else test-image bootstrap) and of latency (seeds).
+    """
+    acc, acc_lo, acc_hi = interval(agg, "image_auroc_acc")
+    lat, lat_lo, lat_hi = interval(agg, "latency_ms_p50")
     ok = np.isfinite(acc) & np.isfinite(lat)
     if not ok.any():
         return None
     colors = _colors(list(agg["label"]))
+    yerr, xerr = _err(acc, acc_lo, acc_hi) * 100, _err(lat, lat_lo, lat_hi)
     fig, ax = plt.subplots(figsize=(7, 4.8))
     for i in np.flatnonzero(ok):
         lab = agg["label"].iloc[i]
-        ax.errorbar(lat[i], acc[i] * 100, xerr=lat_sd[i], yerr=acc_sd[i] * 100, fmt="o", ms=7,
-                    color=colors[lab], capsize=3, label=lab)
+        ax.errorbar(lat[i], acc[i] * 100, xerr=xerr[:, i : i + 1], yerr=yerr[:, i : i + 1], fmt="o",
+                    ms=7, color=colors[lab], capsize=3, label=lab)
     order = sorted(np.flatnonzero(ok), key=lambda i: (lat[i], -acc[i]))
     front, best = [], -np.inf
     for i in order:
@@ -138,7 +170,7 @@ def acc_vs_latency(agg: pd.DataFrame, path: Path) -> Path | None:
     if lat[ok].min() > 0 and lat[ok].max() / lat[ok].min() > 20:
         ax.set_xscale("log")
     ax.set_xlabel("latency p50 (ms / image, batch 1)")
-    ax.set_ylabel("image AUROC ACC (points)")
+    ax.set_ylabel("image AUROC ACC (points, 95% interval)")
     ax.set_title("Accuracy vs latency (up and left is better)")
     ax.grid(alpha=0.3)
     ax.margins(x=0.15, y=0.15)
@@ -146,26 +178,28 @@ def acc_vs_latency(agg: pd.DataFrame, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def _hbars(ax: plt.Axes, labels: list[str], mean: np.ndarray, std: np.ndarray, colors: dict,
-           fmt: str = "{:.1f}") -> None:
-    """Horizontal bars with value labels; NaN bars written as n/a."""
+def _hbars(ax: plt.Axes, labels: list[str], mean: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+           colors: dict, fmt: str = "{:.1f}") -> None:
+    """Horizontal bars with 95%-interval error bars and value labels; NaN bars written as n/a."""
     y = np.arange(len(labels))
-    std = np.nan_to_num(std)
-    ax.barh(y, np.nan_to_num(mean), xerr=std, color=[colors[lab] for lab in labels], capsize=3, height=0.6)
-    span = np.nanmax(np.abs(mean) + std) if np.isfinite(mean).any() else 1.0
-    for yi, v, sd in zip(y, mean, std, strict=True):
+    err = _err(mean, lo, hi)
+    ax.barh(y, np.nan_to_num(mean), xerr=err, color=[colors[lab] for lab in labels], capsize=3,
+            height=0.6)
+    span = np.nanmax(np.abs(mean) + err[1]) if np.isfinite(mean).any() else 1.0
+    for yi, v, up in zip(y, mean, err[1], strict=True):
         text = "n/a" if not np.isfinite(v) else fmt.format(v)
-        x = max(v + sd, 0) if np.isfinite(v) else 0  # right of the error bar
+        x = max(v + up, 0) if np.isfinite(v) else 0  # right of the error bar
         ax.text(x + 0.02 * (span or 1), yi, text, va="center", fontsize=8)
     ax.set_yticks(y, labels, fontsize=8)
-    ax.invert_yaxis()
+    if not ax.yaxis_inverted():  # panels share y: inverting each would flip it back
+        ax.invert_yaxis()
     ax.grid(axis="x", alpha=0.3)
     ax.margins(x=0.2)
 
 
 def forgetting_bars(agg: pd.DataFrame, path: Path) -> Path | None:
     """FM (points) per group for image AUROC, pixel AUROC and AUPRO."""
-    metrics = [m for m in METRIC_NAMES if np.isfinite(_xy(agg, f"{m}_fm")[0]).any()]
+    metrics = [m for m in METRIC_NAMES if np.isfinite(_col(agg, f"{m}_fm__mean")).any()]
     if not metrics:
         return None
     labels = list(agg["label"])
@@ -173,21 +207,30 @@ def forgetting_bars(agg: pd.DataFrame, path: Path) -> Path | None:
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.6 * len(metrics) + 2, 0.45 * len(labels) + 1.6),
                              sharey=True, squeeze=False)
     for ax, m in zip(axes[0], metrics, strict=True):
-        mean, std = _xy(agg, f"{m}_fm")
-        _hbars(ax, labels, mean * 100, std * 100, colors)
+        mean, lo, hi = interval(agg, f"{m}_fm")
+        _hbars(ax, labels, mean * 100, lo * 100, hi * 100, colors)
         ax.set_title(f"FM, {METRIC_NAMES[m]}", fontsize=10)
         ax.set_xlabel("forgetting (points, lower is better)")
         ax.axvline(0, color="0.3", lw=0.8)
-    fig.suptitle("Forgetting per variant / strategy (joint: n/a)", fontsize=11)
+    fig.suptitle("Forgetting per variant / strategy (joint: n/a; bars: 95% intervals)", fontsize=11)
     return _save(fig, path)
 
 
-def per_task_curves(mats: dict[str, np.ndarray], path: Path, metric: str = "image_auroc") -> Path | None:
-    """Mean score over tasks seen so far (k <= t) after each task t, one line per group."""
-    curves = {}
-    for lab, m in mats.items():
-        T = m.shape[0]
-        curves[lab] = np.array([_nanmean(m[t, : t + 1]) for t in range(T)])
+def _curve(m: np.ndarray) -> np.ndarray:
+    """Mean over tasks seen so far (k <= t) after each task t."""
+    return np.array([_nanmean(m[t, : t + 1]) for t in range(m.shape[0])])
+
+
+def per_task_curves(mats: dict[str, np.ndarray], path: Path, metric: str = "image_auroc",
+                    seeds: dict[str, list[np.ndarray]] | None = None) -> Path | None:
+    """Mean score over tasks seen so far (k <= t) after each task t, one line per group.
+
+    Where a group has several seeds (``seeds``: per-seed R matrices), each point carries the
+    95% Student-t interval across seeds of that seed's curve value.
+    """
+    from nfbench.benchmarks.statistics import seed_interval
+
+    curves = {lab: _curve(m) for lab, m in mats.items()}
     curves = {k: v for k, v in curves.items() if np.isfinite(v).any()}
     if not curves:
         return None
@@ -197,31 +240,47 @@ def per_task_curves(mats: dict[str, np.ndarray], path: Path, metric: str = "imag
     for lab, c in curves.items():
         x = np.arange(1, len(c) + 1)
         fin = np.isfinite(c)
-        if fin.sum() == 1:  # joint: one evaluation, drawn as a reference level
+        per_seed = [_curve(m) for m in (seeds or {}).get(lab, []) if m.shape == (len(c), len(c))]
+        ci = np.array([seed_interval([p[t] for p in per_seed]) for t in range(len(c))]) \
+            if len(per_seed) > 1 else np.full((len(c), 2), np.nan)
+        err = _err(c, ci[:, 0], ci[:, 1])[:, fin]
+        single = fin.sum() == 1  # joint: one evaluation, drawn as a reference level
+        if single:
             ax.axhline(c[fin][0], color=colors[lab], ls="--", lw=1.2)
-            ax.plot(x[fin], c[fin], "*", ms=12, color=colors[lab], label=f"{lab} (single eval)")
-        else:
-            ax.plot(x[fin], c[fin], "o-", color=colors[lab], label=lab)
+        ax.errorbar(x[fin], c[fin], yerr=err if np.isfinite(ci).any() else None,
+                    fmt="*" if single else "o-", ms=12 if single else 6, color=colors[lab],
+                    capsize=3, label=f"{lab} (single eval)" if single else lab)
     ax.set_xticks(range(1, T + 1))
     ax.set_xlabel("after training task t")
     ax.set_ylabel(f"mean {METRIC_NAMES.get(metric, metric)} over tasks 1..t (points)")
-    ax.set_title("Per-task curve (class-incremental stream)")
+    ax.set_title("Per-task curve (class-incremental stream; bars: 95% interval across seeds)"
+                 if seeds and any(len(v) > 1 for v in seeds.values())
+                 else "Per-task curve (class-incremental stream)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
     return _save(fig, path)
 
 
 def memory_bars(agg: pd.DataFrame, path: Path) -> Path | None:
-    """Peak memory (MB) per group, with the kind of measurement in the axis label."""
-    mean, std = _xy(agg, "peak_memory_mb")
-    if not np.isfinite(mean).any():
+    """Memory (MB) per group at batch 1 and at batch 32 (older records: their one peak in both),
+    with the kind of measurement in the axis label and 95% intervals across seeds."""
+    cols = [c for c in ("memory_mb_batch1", "memory_mb_batch32")
+            if np.isfinite(_col(agg, f"{c}__mean")).any()]
+    if not cols and np.isfinite(_col(agg, "peak_memory_mb__mean")).any():
+        cols = ["peak_memory_mb"]
+    if not cols:
         return None
     labels = list(agg["label"])
     kinds = sorted({k for ks in agg["memory_kind"].dropna() for k in str(ks).split("/") if k})
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(labels) + 1.6))
-    _hbars(ax, labels, mean, std, _colors(labels), fmt="{:.0f} MB")
-    ax.set_xlabel(f"peak memory (MB; {', '.join(kinds) or 'kind unknown'})")
-    ax.set_title("Peak memory per variant / strategy")
+    fig, axes = plt.subplots(1, len(cols), figsize=(5 * len(cols) + 2, 0.45 * len(labels) + 1.6),
+                             sharey=True, squeeze=False)
+    titles = {"memory_mb_batch1": "batch 1", "memory_mb_batch32": "batch 32", "peak_memory_mb": "peak"}
+    for ax, col in zip(axes[0], cols, strict=True):
+        mean, lo, hi = interval(agg, col)
+        _hbars(ax, labels, mean, lo, hi, _colors(labels), fmt="{:.0f} MB")
+        ax.set_title(f"memory, {titles[col]}", fontsize=10)
+        ax.set_xlabel(f"MB ({', '.join(kinds) or 'kind unknown'})")
+    fig.suptitle("Memory per variant / strategy", fontsize=11)
     return _save(fig, path)
 
 
@@ -328,7 +387,16 @@ def anomaly_maps(recs: list[dict], results_dir: Path, path: Path, n: int = 4) ->
         else:
             ax.imshow(img)
         ax.set_ylabel(f"{s['class_name']}\n{Path(s['path']).name}", fontsize=8)
-        axes[i, 1].imshow(mask if mask is not None else np.zeros(hw or (8, 8)), cmap="gray", vmin=0, vmax=1)
+        flag = s.get("has_mask")  # older CSVs without the column: trust the stored mask
+        has = (str(flag).strip().lower() in ("true", "1", "1.0") if flag is not None
+               else mask is not None and bool(mask.any()))
+        if has and mask is not None:
+            axes[i, 1].imshow(mask, cmap="gray", vmin=0, vmax=1)
+        else:  # a black panel would read as "no defect": say that the ground truth is missing
+            axes[i, 1].set_facecolor("0.85")
+            axes[i, 1].text(0.5, 0.5, "no mask", ha="center", va="center", fontsize=9,
+                            transform=axes[i, 1].transAxes)
+            mask = None
         for j, c in enumerate(cols):
             ax = axes[i, 2 + j]
             m = c["maps"][i]
@@ -372,8 +440,9 @@ def write_plots(recs: list[dict], agg: pd.DataFrame, results_dir: Path, plot_dir
          lambda p: r_heatmaps(mats, names, p)),
         ("ACC vs latency (Pareto front)", f"acc_vs_latency{suffix}.png", lambda p: acc_vs_latency(agg, p)),
         ("Forgetting (FM)", f"forgetting{suffix}.png", lambda p: forgetting_bars(agg, p)),
-        ("Per-task curves", f"per_task{suffix}.png", lambda p: per_task_curves(mats, p)),
-        ("Peak memory", f"memory{suffix}.png", lambda p: memory_bars(agg, p)),
+        ("Per-task curves", f"per_task{suffix}.png",
+         lambda p: per_task_curves(mats, p, seeds=seed_r(recs, "image_auroc"))),
+        ("Memory", f"memory{suffix}.png", lambda p: memory_bars(agg, p)),
     ]
     for title, name, fn in jobs:
         p = fn(plot_dir / name)

@@ -1,4 +1,4 @@
-"""write_report on small fake results: numbers, failures, files."""
+"""write_report on small fake results: numbers, intervals, significance, failures, files, plots."""
 
 from __future__ import annotations
 
@@ -9,9 +9,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.container import BarContainer
 from PIL import Image
+from scipy import stats as sps
+from sklearn.metrics import roc_auc_score
 
-from nfbench.benchmarks.report import fmt_pm, write_report
+from nfbench.benchmarks import plots
+from nfbench.benchmarks.report import fmt_ci, fmt_pm, write_report
+from nfbench.benchmarks.statistics import stratified_counts
 
 CLASSES = ["brick", "grass"]
 HW = 16
@@ -49,7 +54,7 @@ def _write_scores(results: Path, cell_id: str, samples: list[dict], T: int, seed
         for t in range(T):
             for i, s in enumerate(samples):
                 w.writerow([t, s["task"], s["class_name"], s["path"], s["label"], bool(s["label"]),
-                            s["label"] + rng.random(), i])
+                            0.5 * s["label"] + rng.random(), i])
     return {"csv": f"scores/{cell_id}.csv", "maps": f"scores/{cell_id}.npz"}
 
 
@@ -116,26 +121,88 @@ def _row(md: str, *cells: str) -> list[str]:
     raise AssertionError(f"no row {cells} in leaderboard:\n{md}")
 
 
+def _table_row(md: str, *cells: str) -> dict[str, str]:
+    """The first markdown table row starting with ``cells``, as {header: cell}."""
+    header: list[str] = []
+    lines = md.splitlines()
+    for i, line in enumerate(lines):
+        parts = [p.strip() for p in line.strip().strip("|").split("|")]
+        if i + 1 < len(lines) and lines[i + 1].startswith("|--"):
+            header = parts
+        elif parts[: len(cells)] == list(cells) and header:
+            return dict(zip(header, parts, strict=True))
+    raise AssertionError(f"no row {cells} in:\n{md}")
+
+
+def _boot_acc(results: Path, cell_ids: list[str], n_boot: int = 1000) -> np.ndarray:
+    """Seed-averaged bootstrap ACC replicates, recomputed here one replicate at a time: images
+    drawn per (class, label), per-class AUROC by counting pairs (checked against sklearn on the
+    first replicate; the vectorised rank form is tested in test_statistics), mean over tasks."""
+
+    def auc(y: np.ndarray, s: np.ndarray) -> float:
+        pos, neg = s[y == 1][:, None], s[y == 0][None, :]
+        return float(np.mean((pos > neg) + 0.5 * (pos == neg)))
+
+    frames = [pd.read_csv(results / "scores" / f"{c}.csv") for c in cell_ids]
+    last = [f[f["after_task"] == f["after_task"].max()].sort_values("row") for f in frames]
+    counts = stratified_counts(list(zip(last[0]["class_name"], last[0]["label"].astype(bool),
+                                        strict=True)), n_boot, 0)
+    names = last[0]["class_name"].to_numpy()
+    out = np.zeros((len(cell_ids), n_boot))
+    for j, f in enumerate(last):
+        y, s = f["label"].to_numpy(), f["image_score"].to_numpy()
+        for b in range(n_boot):
+            idx = np.repeat(np.arange(len(f)), counts[b].astype(int))
+            per = [(y[idx][names[idx] == c], s[idx][names[idx] == c]) for c in CLASSES]
+            out[j, b] = np.mean([auc(*p) for p in per])
+            if b == 0:
+                assert out[j, b] == pytest.approx(np.mean([roc_auc_score(*p) for p in per]))
+    return out.mean(axis=0)
+
+
+def _ci_text(reps: np.ndarray) -> str:
+    lo, hi = np.percentile(reps, [2.5, 97.5]) * 100
+    return f"[{lo:.1f}, {hi:.1f}]"
+
+
 def test_write_report_full(results: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     path = write_report(results, out)
     assert path == out / "leaderboard.md"
     md = path.read_text()
 
-    ff = _row(md, "fastflow", "finetune")
-    assert ff[2] == "2"
-    assert ff[3] == _pm([0.90, 0.93]) == "91.5 ± 2.1"  # image AUROC ACC
-    assert ff[4] == _pm([0.05, 0.02])  # FM
-    assert ff[5] == _pm([-0.04, -0.01])  # BWT
-    assert ff[6] == _pm([0.88, 0.91])  # pixel AUROC ACC
-    assert ff[10] == _pm([3.0, 3.4], 1, 2)  # latency p50, 2 decimals below 10
-    assert ff[14] == _pm([4.0, 4.0], 1, 2)  # train time summed over tasks
-    assert ff[15] == "123.5k"
-    cc = _row(md, "ccnf", "joint")
-    assert cc[2] == "1" and cc[3] == "95.0"  # one seed: no std
-    assert cc[4] == cc[5] == "n/a"  # joint: no FM / BWT
-    assert _row(md, "cflow", "finetune")[2] == "0 (+1 failed)"
-    assert "peak mem (MB, cpu_peak_rss)" in md
+    ff = _table_row(md, "fastflow", "finetune")
+    ff_ids = [f"fastflow__synthetic-2x1__finetune__s{s}__deadbeef" for s in (0, 1)]
+    ff_reps = _boot_acc(results, ff_ids)
+    half = sps.t.ppf(0.975, 1) * np.std([0.90, 0.93], ddof=1) / np.sqrt(2)
+    seed_ci = f"s[{(0.915 - half) * 100:.1f}, {min(0.915 + half, 1) * 100:.1f}]"  # clipped at 100
+    assert ff["seeds"] == "2"
+    assert ff["img AUROC ACC"] == f"91.5 {_ci_text(ff_reps)} {seed_ci}"
+    assert ff["img AUROC FM"].startswith("3.5 [") and ff["img AUROC FM"].endswith(
+        f"s[{(0.035 - sps.t.ppf(0.975, 1) * np.std([0.05, 0.02], ddof=1) / np.sqrt(2)) * 100:.1f}, "
+        f"{(0.035 + sps.t.ppf(0.975, 1) * np.std([0.05, 0.02], ddof=1) / np.sqrt(2)) * 100:.1f}]")
+    assert ff["pix AUROC ACC"].startswith("89.5 [")  # mean of 0.88 and 0.91, bootstrap from maps
+    assert ff["latency p50 (ms)"].startswith("3.20 s[")  # cost: seed interval only
+    assert ff["train time (s)"] == "4.00"  # identical seeds: no interval for a cost
+    assert ff["params"] == "123.5k"
+    # memory: old records carry one peak, shown at batch 1 and at batch 32, kind in the header
+    assert ff["mem batch 1 (MB, cpu_peak_rss)"].startswith("850")
+    assert ff["mem batch 32 (MB, cpu_peak_rss)"].startswith("850")
+
+    cc = _table_row(md, "ccnf", "joint")
+    cc_reps = _boot_acc(results, ["ccnf__synthetic-2x1__joint__s0__deadbeef"])
+    assert cc["seeds"] == "1" and cc["img AUROC ACC"] == f"95.0 {_ci_text(cc_reps)}"  # no s[...]
+    assert cc["img AUROC FM"] == cc["img AUROC BWT"] == "n/a"  # joint: no FM / BWT
+    assert cc["Δ img ACC vs best"] == "best"
+    # fastflow (2 seeds) vs ccnf (1 seed): paired bootstrap on the same resampled images
+    d = (ff_reps - cc_reps) * 100
+    lo, hi = np.percentile(d, [2.5, 97.5])
+    mark = "≈ " if lo <= 0 <= hi else ""
+    assert ff["Δ img ACC vs best"] == f"{mark}-3.5 [{lo:+.1f}, {hi:+.1f}]"
+    assert _table_row(md, "cflow", "finetune")["seeds"] == "0 (+1 failed)"
+    assert "Seeds per row: 1 to 2" in md and "Welch's t-test" in md
+    assert "`s[a, b]` is a Student-t interval across seeds" in md
+    assert "img AUROC ACC (pooled)" not in md  # one class per task: same number
 
     # per-class table, thresholds, failure, how-to-read, plot links
     head = _row(md, "class")
@@ -143,7 +210,8 @@ def test_write_report_full(results: Path, tmp_path: Path) -> None:
     assert grass["fastflow / finetune"] == f"{np.mean([0.91, 0.94]) * 100:.1f}"  # seed mean
     assert grass["ccnf / joint"] == "96.0"
     assert _row(md, "ccnf / joint")[1:] == ["80.0 (90.0 / 70.0)", "90.0"]  # F1 (P / R), oracle
-    assert _row(md, "fastflow / finetune")[1] == "80.0 ± 0.0 (90.0 / 70.0)"
+    assert _row(md, "fastflow / finetune")[1] == "80.0 s[80.0, 80.0] (90.0 / 70.0)"  # 2 seeds
+    assert "calibrated only on the normal training images the learner holds" in md
     failed = _row(md, "cflow__synthetic-2x1__finetune__s0__deadbeef")
     assert "Diverged" in failed and "loss is nan" in failed and failed[-2:] == ["1", "130"]
     assert "## How to read" in md and "synthetic:2x1" in md and "cpu" in md
@@ -181,7 +249,11 @@ def test_single_cell_missing_maps(results: Path, tmp_path: Path) -> None:
     for p in (results / "scores").glob("*.npz"):
         p.unlink()
     md = write_report(results, out).read_text()
-    assert _row(md, "ccnf", "joint")[3] == "95.0"
+    cc = _table_row(md, "ccnf", "joint")
+    assert cc["img AUROC ACC"].startswith("95.0 [")  # image bootstrap from the CSV alone
+    assert cc["pix AUROC ACC"] == "93.0"  # no maps: no pixel interval, the exact point stays
+    assert cc["Δ img ACC vs best"] == "best"
+    assert "1 seed: intervals are bootstrap over test images only; seeds were not varied." in md
     assert "anomaly-map figure skipped" in md
     assert not (out / "plots" / "anomaly_maps.png").exists()
     assert (out / "plots" / "r_matrix_image_auroc.png").stat().st_size > 0
@@ -192,3 +264,158 @@ def test_fmt_pm() -> None:
     assert fmt_pm(0.931) == "93.1"
     assert fmt_pm(float("nan"), 0.1) == "n/a"
     assert fmt_pm(412.3, 5.0, 1, None) == "412 ± 5"
+
+
+def _patch(results: Path, name_part: str, **fields: object) -> None:
+    """Merge ``fields`` into every record whose file name contains ``name_part``."""
+    for p in (results / "cells").glob("*.json"):
+        if name_part in p.name:
+            rec = json.loads(p.read_text())
+            for k, v in fields.items():
+                if isinstance(v, dict) and isinstance(rec.get(k), dict):
+                    rec[k].update(v)
+                else:
+                    rec[k] = v
+            p.write_text(json.dumps(rec))
+
+
+def test_new_record_fields(results: Path, tmp_path: Path) -> None:
+    no_masks = {"name": "plain", "has_masks": False}
+    _patch(results, "__", dataset=no_masks)
+    _patch(results, "ccnf", batch_dependent_scores=True,
+           threshold_calibration={"source": "all classes", "images": 80},
+           cost={"memory_mb_batch1": 12.5, "memory_mb_batch32": 40.0,
+                 "memory_kind": "cpu_rss_over_backbone"},
+           summary={"image_auroc_pooled": {"acc": 0.9, "fm": None, "bwt": None}})
+    _patch(results, "fastflow", threshold_calibration={"source": "current task", "images": 40})
+    skipped = {"schema_version": 1, "cell_id": "hgad__synthetic-2x1__hgad__s0__deadbeef",
+               "status": "skipped", "skip_reason": "hgad's own strategy trains exactly as finetune",
+               "model": "hgad", "variant": "hgad", "scenario": "synthetic:2x1", "strategy": "hgad",
+               "seed": 0, "task_aware": False, "tasks": [[c] for c in CLASSES]}
+    (results / "cells" / f"{skipped['cell_id']}.json").write_text(json.dumps(skipped))
+    md = write_report(results, tmp_path / "r").read_text()
+
+    assert "5 cells (3 ok, 1 failed, 1 not run)" in md
+    assert _table_row(md, "hgad", "synthetic:2x1", "hgad", "0")["reason"] == skipped["skip_reason"]
+    assert "hgad" not in md.split("## Not run")[0]  # no leaderboard row, not a failure
+    assert "hgad" not in md.split("## Failed cells")[1]
+    cc = _table_row(md, "ccnf ‡", "joint")
+    assert cc["pix AUROC ACC"] == cc["AUPRO ACC"] == "n/a (no masks)"
+    assert "Dataset `plain` has no ground-truth masks, so pixel metrics were not measured" in md
+    assert "‡ This entry's scores depend on the other images in its batch" in md
+    assert cc["img AUROC ACC (pooled)"] == "90.0"  # differs from 95.0 in this row: shown
+    assert _table_row(md, "fastflow", "finetune")["img AUROC ACC (pooled)"] == "n/a"
+    # memory kinds differ between rows: each value names its kind
+    assert cc["mem batch 1 (MB)"] == "12.5 (cpu_rss_over_backbone)"
+    assert cc["mem batch 32 (MB)"] == "40.0 (cpu_rss_over_backbone)"
+    assert _table_row(md, "fastflow", "finetune")["mem batch 32 (MB)"].endswith("(cpu_peak_rss)")
+    # calibration differs per row: named in a column of the threshold table
+    assert _table_row(md, "ccnf / joint")["calibrated on"] == "all classes (80 images)"
+    assert _table_row(md, "fastflow / finetune")["calibrated on"] == "current task (40 images)"
+
+
+def test_report_is_deterministic(results: Path, tmp_path: Path) -> None:
+    a = write_report(results, tmp_path / "a").read_text()
+    b = write_report(results, tmp_path / "b").read_text()
+    assert a == b and "[" in _table_row(a, "ccnf", "joint")["img AUROC ACC"]
+
+
+def test_fmt_ci() -> None:
+    assert fmt_ci(0.813, (0.76, 0.866), (0.78, 0.845)) == "81.3 [78.0, 84.5] s[76.0, 86.6]"
+    assert fmt_ci(0.813, boot=(0.78, 0.845)) == "81.3 [78.0, 84.5]"
+    assert fmt_ci(0.9, (0.5, 1.3), bounds=(0.0, 1.0)) == "90.0 s[50.0, 100.0]"
+    assert fmt_ci(float("nan"), boot=(0.1, 0.2)) == "n/a"
+    assert fmt_ci(412.3, (400.0, 425.0), scale=1, decimals=None) == "412 s[400, 425]"
+
+
+# ---------------------------------------------------------------- plots: what is drawn
+
+
+@pytest.fixture
+def figures(monkeypatch: pytest.MonkeyPatch) -> list:
+    """Figures the plot functions would save, kept open for inspection."""
+    made: list = []
+    monkeypatch.setattr(plots, "_save", lambda fig, path: made.append(fig) or path)
+    yield made
+    for fig in made:
+        plots.plt.close(fig)
+
+
+def _agg() -> pd.DataFrame:
+    """Two groups: A with a seed interval (and a bootstrap one), B with a bootstrap one only."""
+    nan = float("nan")
+    return pd.DataFrame({
+        "label": ["A / finetune", "B / joint"], "memory_kind": ["cpu_rss_over_backbone"] * 2,
+        "image_auroc_acc__mean": [0.80, 0.70], "image_auroc_acc__lo": [0.74, nan],
+        "image_auroc_acc__hi": [0.86, nan], "image_auroc_acc__blo": [0.75, 0.61],
+        "image_auroc_acc__bhi": [0.84, 0.77],
+        "latency_ms_p50__mean": [10.0, 20.0], "latency_ms_p50__lo": [9.0, nan],
+        "latency_ms_p50__hi": [12.0, nan],
+        "image_auroc_fm__mean": [0.05, 0.10], "image_auroc_fm__lo": [nan, nan],
+        "image_auroc_fm__hi": [nan, nan], "image_auroc_fm__blo": [0.01, 0.02],
+        "image_auroc_fm__bhi": [0.12, 0.30],
+    })
+
+
+def test_acc_vs_latency_error_bars_are_the_intervals(figures: list, tmp_path: Path) -> None:
+    assert plots.acc_vs_latency(_agg(), tmp_path / "a.png") is not None
+    ax = figures[0].axes[0]
+    bars = [c for c in ax.containers if c.has_yerr]
+    assert len(bars) == 2
+    # each container's bar lines: (x-error collection, y-error collection)
+    (seg_a,), (seg_b,) = (c.lines[2][-1].get_segments() for c in bars)
+    np.testing.assert_allclose(seg_a[:, 1], [74.0, 86.0])  # across seeds preferred
+    np.testing.assert_allclose(seg_b[:, 1], [61.0, 77.0])  # bootstrap where one seed
+    (x_a,) = bars[0].lines[2][0].get_segments()
+    np.testing.assert_allclose(x_a[:, 0], [9.0, 12.0])  # latency across seeds
+
+
+def test_forgetting_bars_error_bars_are_the_intervals(figures: list, tmp_path: Path) -> None:
+    assert plots.forgetting_bars(_agg(), tmp_path / "f.png") is not None
+    ax = figures[0].axes[0]
+    bar = next(c for c in ax.containers if isinstance(c, BarContainer))
+    segs = bar.errorbar.lines[2][0].get_segments()
+    np.testing.assert_allclose([s[:, 0] for s in segs], [[1.0, 12.0], [2.0, 30.0]])
+
+
+def test_per_task_curves_seed_intervals(figures: list, tmp_path: Path) -> None:
+    nan = float("nan")
+    seeds = [np.array([[90.0, nan], [80.0, 70.0]]), np.array([[88.0, nan], [84.0, 76.0]]),
+             np.array([[92.0, nan], [78.0, 70.0]])]
+    mats = {"A / finetune": np.mean(np.stack(seeds), axis=0)}
+    assert plots.per_task_curves(mats, tmp_path / "p.png", seeds={"A / finetune": seeds})
+    segs = figures[0].axes[0].containers[0].lines[2][0].get_segments()
+    for t, seg in enumerate(segs):
+        values = [np.mean(m[t, : t + 1]) for m in seeds]
+        lo, hi = sps.t.interval(0.95, 2, loc=np.mean(values), scale=sps.sem(values))
+        np.testing.assert_allclose(seg[:, 1], [lo, hi])
+
+
+def test_anomaly_maps_say_no_mask(results: Path, figures: list, tmp_path: Path) -> None:
+    csv_path = next((results / "scores").glob("ccnf*.csv"))
+    df = pd.read_csv(csv_path)
+    no_mask = (df["class_name"] == "grass") & (df["label"] == 1) & (df["row"] == 4)
+    df.loc[no_mask, "has_mask"] = False
+    df.to_csv(csv_path, index=False)
+    recs = [json.loads(p.read_text()) for p in (results / "cells").glob("*.json")]
+    path, _ = plots.anomaly_maps(recs, results, tmp_path / "m.png")
+    assert path is not None
+    fig = figures[0]
+    gt = [ax for ax in fig.axes if ax.get_subplotspec().colspan.start == 1]  # ground-truth column
+    said = [ax for ax in gt if any(t.get_text() == "no mask" for t in ax.texts)]
+    assert len(gt) == 4 and len(said) == 1
+    assert not said[0].images  # text on grey, not a black image that reads as "no defect"
+    assert all(ax.images for ax in gt if ax is not said[0])  # the other masks are drawn
+
+
+def test_memory_bars_batch_1_and_32(figures: list, tmp_path: Path) -> None:
+    agg = _agg().assign(memory_mb_batch1__mean=[100.0, 50.0], memory_mb_batch1__lo=[90.0, np.nan],
+                        memory_mb_batch1__hi=[110.0, np.nan], memory_mb_batch32__mean=[300.0, 80.0])
+    assert plots.memory_bars(agg, tmp_path / "m.png") is not None
+    ax1, ax32 = figures[0].axes
+    assert ax1.get_title() == "memory, batch 1" and ax32.get_title() == "memory, batch 32"
+    assert ax1.yaxis_inverted() and ax32.yaxis_inverted()  # first group on top in both panels
+    bar = next(c for c in ax1.containers if isinstance(c, BarContainer))
+    np.testing.assert_allclose(bar.errorbar.lines[2][0].get_segments()[0][:, 0], [90.0, 110.0])
+    assert [p.get_width() for p in next(c for c in ax32.containers
+                                        if isinstance(c, BarContainer))] == [300.0, 80.0]
