@@ -17,12 +17,13 @@ from nfbench.benchmarks.data_command import add_data_arguments, main_data
 from nfbench.benchmarks.presets import PRESETS
 from nfbench.benchmarks.runner import DeviceError, RunRequest, run_grid
 from nfbench.benchmarks.strategies import StrategyError
+from nfbench.benchmarks.tune_command import TuneError, add_tune_arguments, main_tune
 from nfbench.datasets.base import DatasetError
 from nfbench.models.backbone import BackboneError
 from nfbench.models.registry import UnknownModelError, available_models, get_model_class
 
 USER_ERRORS = (DatasetError, BackboneError, UnknownModelError, StrategyError, DeviceError,
-               FileNotFoundError)
+               FileNotFoundError, TuneError)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -110,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
     diagnose.add_argument("--out", type=Path, default=Path("reports/diagnostics"))
     add_data_arguments(sub.add_parser("data", help="per-class counts, masks, modes and sizes, "
                                       "and every unreadable file or bad mask (exit 2 if any)"))
+    tune = sub.add_parser("tune", help="compare values of one model field on a validation "
+                          "split of the training data (never the test set)")
+    add_tune_arguments(tune)
+    add_model_flags(tune)
     check = sub.add_parser("check", help="regression check against reports/baselines")
     check.add_argument("--baseline", type=Path, default=Path("reports/baselines/check.json"))
     check.add_argument("--update", action="store_true", help="rewrite the baseline")
@@ -174,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
             return main_compare(args)
         elif args.command == "data":
             return main_data(args)
+        elif args.command == "tune":
+            return main_tune(args)
         elif args.command == "diagnose":
             from nfbench.benchmarks.diagnostics import run_diagnostics
 

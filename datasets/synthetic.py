@@ -203,6 +203,23 @@ def _to_u8(img: np.ndarray) -> np.ndarray:
     return np.round(np.clip(img, 0, 1) * 255).astype(np.uint8)
 
 
+def composite_defect(
+    g: np.ndarray, clean: np.ndarray, painted: Painted
+) -> tuple[np.ndarray, np.ndarray]:
+    """(defective uint8, mask bool) from a painter's output on float image g (clean = its
+    uint8): exactly clean outside the mask. Shared with the validation split's painting."""
+    x, shape, opacity = painted
+    region = shape > 0.3
+    blended = _to_u8(g + (x - g) * (shape * opacity)[..., None])
+    return np.where(region[..., None], blended, clean), region
+
+
+def defect_is_visible(bad: np.ndarray, clean: np.ndarray, region: np.ndarray) -> bool:
+    """Enough pixels, most of them changed: else the draw is redrawn."""
+    changed = (bad != clean).any(axis=2) if bad.ndim == 3 else bad != clean
+    return bool(region.sum() >= 6 and changed[region].mean() > 0.7)
+
+
 def make_pair(
     name: str, defect: str, size: int, seed: list[int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -214,15 +231,12 @@ def make_pair(
     for _ in range(20):
         s = float(rng.random())
         if defect in PAINTERS:
-            x, shape, opacity = PAINTERS[defect](Canvas(g, fg, name, size, rng), s)
+            painted = PAINTERS[defect](Canvas(g, fg, name, size, rng), s)
         else:
             x, _ = render(name, size, seed, object_edit(name, defect, size, rng, s))
-            shape, opacity = (np.abs(x - g).max(axis=2) > 0.5 / 255).astype(np.float32), 1.0
-        region = shape > 0.3
-        painted = _to_u8(g + (x - g) * (shape * opacity)[..., None])
-        bad = np.where(region[..., None], painted, clean)  # exactly clean outside the mask
-        changed = (bad != clean).any(axis=2)
-        if region.sum() >= 6 and changed[region].mean() > 0.7:
+            painted = (x, (np.abs(x - g).max(axis=2) > 0.5 / 255).astype(np.float32), 1.0)
+        bad, region = composite_defect(g, clean, painted)
+        if defect_is_visible(bad, clean, region):
             break
     return clean, bad, region
 

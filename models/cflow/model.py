@@ -25,7 +25,7 @@ from nfbench.models.registry import register_model
 @dataclass
 class CflowConfig(ModelConfig):
     epochs: int = field(default=8, metadata={"help": "epochs per task (paper: 25x8 sub-epochs)"})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (paper: 2e-4)"})
+    lr: float = field(default=5e-3, metadata={"help": "Adam learning rate (paper: 2e-4)"})
     coupling_blocks: int = field(default=4, metadata={"help": "AllInOne blocks per level (paper: 8)"})
     condition_vector: int = field(
         default=128, metadata={"help": "positional-encoding channels (multiple of 4)"})

@@ -26,7 +26,7 @@ from nfbench.models.registry import register_model
 @dataclass
 class CsFlowConfig(ModelConfig):
     epochs: int = field(default=6, metadata={"help": "epochs per task (paper: 240)"})
-    lr: float = field(default=1e-3, metadata={"help": "Adam learning rate (paper: 2e-4)"})
+    lr: float = field(default=2e-3, metadata={"help": "Adam learning rate (paper: 2e-4)"})
     n_coupling_blocks: int = field(default=4, metadata={"help": "cross-scale coupling blocks"})
     clamp: float = field(default=3.0, metadata={"help": "soft clamp alpha of the log scale"})
     hidden_channels: int = field(
