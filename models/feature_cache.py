@@ -13,10 +13,12 @@ import json
 import os
 import time
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
+from filelock import FileLock
 from tqdm.auto import tqdm
 
 from nfbench.datasets.base import Sample, file_digest, load_image
@@ -90,20 +92,33 @@ class FeatureCache:
             return
         atomic_write(path, lambda tmp: torch.save(feats, tmp))
 
+    def _lock(self):
+        """A lock on the cache folder for whoever computes missing entries: several processes
+        (workers, Slurm tasks) can share one cache, and each entry is computed once."""
+        if self.disk_dir is None:
+            return nullcontext()
+        self.disk_dir.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.disk_dir / ".lock"))
+
     def features(self, samples: Sequence[Sample], desc: str = "features") -> list[torch.Tensor]:
         """Stacked features per level, (N, C_l, H_l, W_l) float32 on CPU, in sample order."""
         keys = [self.content_key(s) for s in samples]
-        missing = [i for i, k in enumerate(keys) if self._load(k) is None]
-        if missing:
-            start = time.perf_counter()
-            size = self.backbone.input_size
-            for lo in tqdm(range(0, len(missing), self.batch_size), desc=desc, leave=False,
-                           disable=not self.show_progress):
-                idx = missing[lo : lo + self.batch_size]
-                batch = images_to_tensor([load_image(samples[i].path, size) for i in idx])
-                maps = self.backbone(batch.to(self.device))
-                for j, i in enumerate(idx):
-                    self._store(keys[i], [m[j].detach().float().cpu().clone() for m in maps])
-            self.extraction_seconds += time.perf_counter() - start
+        if any(self._load(k) is None for k in keys):
+            with self._lock():  # another process may have computed them meanwhile: look again
+                missing = [i for i, k in enumerate(keys) if self._load(k) is None]
+                self._compute(samples, keys, missing, desc)
         per_sample = [self._memory[k] for k in keys]
         return [torch.stack([f[level] for f in per_sample]) for level in range(len(per_sample[0]))]
+
+    def _compute(self, samples: Sequence[Sample], keys: list[str], missing: list[int],
+                 desc: str) -> None:
+        start = time.perf_counter()
+        size = self.backbone.input_size
+        for lo in tqdm(range(0, len(missing), self.batch_size), desc=desc, leave=False,
+                       disable=not self.show_progress or not missing):
+            idx = missing[lo : lo + self.batch_size]
+            batch = images_to_tensor([load_image(samples[i].path, size) for i in idx])
+            maps = self.backbone(batch.to(self.device))
+            for j, i in enumerate(idx):
+                self._store(keys[i], [m[j].detach().float().cpu().clone() for m in maps])
+        self.extraction_seconds += time.perf_counter() - start

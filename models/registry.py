@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from importlib import metadata
 from typing import Any
 
 from nfbench.models.backbone import FeatureInfo
 from nfbench.models.base import FlowADModel, ModelConfig
 
-# Adding a model: create models/<name>/ with @register_model, then add its package here.
+# Adding a model: create models/<name>/ with @register_model, then add its package here (the
+# one registration line; packaging finds the folder by itself, see setup.py).
 BUILTIN_MODEL_PACKAGES: tuple[str, ...] = (
     "nfbench.models.fastflow",
     "nfbench.models.cflow",
@@ -22,6 +24,8 @@ BUILTIN_MODEL_PACKAGES: tuple[str, ...] = (
     "nfbench.models.uflow",
     "nfbench.models.hgad",
     "nfbench.models.ccnf",
+    "nfbench.models.msflow",
+    "nfbench.models.patchcore",
     "nfbench.models.reference",
 )
 
@@ -48,10 +52,14 @@ def register_model(name: str):
 
 
 def _load_builtins() -> None:
+    """Import the built-in model packages, then any package that declares models under the
+    `nfbench.models` entry-point group (a model of your own, in your own distribution)."""
     global _LOADED
     if not _LOADED:
         for package in BUILTIN_MODEL_PACKAGES:
             importlib.import_module(package)
+        for entry in metadata.entry_points(group="nfbench.models"):
+            entry.load()
         _LOADED = True
 
 

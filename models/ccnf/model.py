@@ -35,7 +35,8 @@ class CCNFConfig(ModelConfig):
     epochs: int = field(default=8, metadata={"help": "epochs per task"})
     lr: float = field(default=5e-3, metadata={"help": "Adam learning rate of the flow"})
     embed_dim: int = field(default=32, metadata={"help": "class embedding size E_c"})
-    pos_dim: int = field(default=32, metadata={"help": "2D positional encoding size (multiple of 4)"})
+    pos_dim: int = field(
+        default=32, metadata={"help": "2D positional encoding size (multiple of 4)"})
     coupling_blocks: int = field(default=4, metadata={"help": "coupling blocks per level"})
     hidden_ratio: float = field(default=1.0, metadata={"help": "subnet width / channels"})
     actnorm: bool = field(default=True, metadata={"help": "data-initialised ActNorm first"})
@@ -59,7 +60,8 @@ class CCNFConfig(ModelConfig):
     class_decision: str = field(
         default="image", metadata={"help": "y_hat per 'image' or per 'position'"})
     train_positions: int = field(
-        default=128, metadata={"help": "positions sampled per image per level in training (0 = all)"})
+        default=128,
+        metadata={"help": "positions sampled per image per level in training (0 = all)"})
     embedding_lr: float = field(default=0.1, metadata={"help": "learning rate of e_y rows"})
     new_row_init: str = field(
         default="mean", metadata={"help": "new rows: 'mean' of old rows or 'random'"})
@@ -77,6 +79,7 @@ class CCNFConfig(ModelConfig):
 @register_model("ccnf")
 class CCNF(FlowADModel):
     config_class = CCNFConfig
+    paper = "nfbench, seed 001 (class-conditional flow)"
     class_conditional = True
     own_strategy = "ccnf"
     gaussian_latents = True  # under the chosen class y_hat

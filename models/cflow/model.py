@@ -26,7 +26,8 @@ from nfbench.models.registry import register_model
 class CflowConfig(ModelConfig):
     epochs: int = field(default=8, metadata={"help": "epochs per task (paper: 25x8 sub-epochs)"})
     lr: float = field(default=5e-3, metadata={"help": "Adam learning rate (paper: 2e-4)"})
-    coupling_blocks: int = field(default=4, metadata={"help": "AllInOne blocks per level (paper: 8)"})
+    coupling_blocks: int = field(
+        default=4, metadata={"help": "AllInOne blocks per level (paper: 8)"})
     condition_vector: int = field(
         default=128, metadata={"help": "positional-encoding channels (multiple of 4)"})
     clamp_alpha: float = field(default=1.9, metadata={"help": "affine clamping of the scale"})
@@ -37,7 +38,8 @@ class CflowConfig(ModelConfig):
     permute_soft: bool = field(
         default=True, metadata={"help": "random orthogonal (not hard) permutations, as the paper"})
     global_affine_type: str = field(
-        default="SOFTPLUS", metadata={"help": "AllInOne global scale activation (SOFTPLUS|SIGMOID|EXP)"})
+        default="SOFTPLUS",
+        metadata={"help": "AllInOne global scale activation (SOFTPLUS|SIGMOID|EXP)"})
     map_normalization: str = field(
         default="train",
         metadata={"help": "train: exp(logp - max over the training positions); none"})
@@ -75,6 +77,7 @@ def _vectors(feat: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch
 @register_model("cflow")
 class Cflow(FlowADModel):
     config_class = CflowConfig
+    paper = "Gudovskiy et al., CFLOW-AD, WACV 2022"
     gaussian_latents = True
 
     def __init__(self, config: CflowConfig, features: FeatureInfo) -> None:

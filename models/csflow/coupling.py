@@ -28,7 +28,8 @@ class CrossConvolutions(nn.Module):
         super().__init__()
         pad = kernel_size // 2
         n = len(in_channels)
-        self.first = nn.ModuleList(nn.Conv2d(c, hidden, kernel_size, padding=pad) for c in in_channels)
+        self.first = nn.ModuleList(
+            nn.Conv2d(c, hidden, kernel_size, padding=pad) for c in in_channels)
         self.second = nn.ModuleList(
             nn.Conv2d(hidden, c, kernel_size, padding=pad) for c in out_channels)
         # up[i]: hidden of scale i+1 (coarser), upsampled, into scale i's output

@@ -31,7 +31,8 @@ class CsFlowConfig(ModelConfig):
     clamp: float = field(default=3.0, metadata={"help": "soft clamp alpha of the log scale"})
     hidden_channels: int = field(
         default=64, metadata={"help": "cross-convolution hidden channels (paper: 1024)"})
-    kernel_size: int = field(default=3, metadata={"help": "subnet kernel of all but the last block"})
+    kernel_size: int = field(
+        default=3, metadata={"help": "subnet kernel of all but the last block"})
     last_kernel_size: int = field(default=5, metadata={"help": "subnet kernel of the last block"})
     leaky_slope: float = field(default=0.1, metadata={"help": "leaky ReLU slope in the subnets"})
     scales: str = field(
@@ -46,6 +47,7 @@ class CsFlowConfig(ModelConfig):
 @register_model("csflow")
 class CsFlow(FlowADModel):
     config_class = CsFlowConfig
+    paper = "Rudolph et al., CS-Flow, WACV 2022"
     gaussian_latents = True
 
     def __init__(self, config: CsFlowConfig, features: FeatureInfo) -> None:

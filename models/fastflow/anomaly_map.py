@@ -13,6 +13,7 @@ def fastflow_anomaly_map(latents: list[torch.Tensor], input_size: int) -> torch.
         log_prob = -0.5 * torch.mean(z**2, dim=1, keepdim=True)
         prob = torch.exp(log_prob)
         maps.append(
-            F.interpolate(-prob, size=(input_size, input_size), mode="bilinear", align_corners=False)
+            F.interpolate(-prob, size=(input_size, input_size), mode="bilinear",
+                          align_corners=False)
         )
     return torch.stack(maps, dim=-1).mean(dim=-1)[:, 0]

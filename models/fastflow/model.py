@@ -48,6 +48,7 @@ def build_fastflow_level(
 @register_model("fastflow")
 class FastFlow(FlowADModel):
     config_class = FastFlowConfig
+    paper = "Yu et al., FastFlow, arXiv:2111.07677, 2021"
     gaussian_latents = True
 
     def __init__(self, config: FastFlowConfig, features: FeatureInfo) -> None:

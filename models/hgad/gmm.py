@@ -49,7 +49,9 @@ class HierarchicalGMM(nn.Module):
     def n_classes(self) -> int:
         return self.mus.shape[0]
 
-    def _new_centres(self, first: int, count: int, generator: torch.Generator | None) -> torch.Tensor:
+    def _new_centres(
+        self, first: int, count: int, generator: torch.Generator | None
+    ) -> torch.Tensor:
         """Main centres for slots first..first+count-1, with the repo's geometry.
 
         The repo sets class c to `5/sqrt(2*D//K)` on dims c, c+K, c+2K, ... so centres are

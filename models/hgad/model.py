@@ -75,6 +75,7 @@ def flatten_positions(feat: torch.Tensor) -> torch.Tensor:
 @register_model("hgad")
 class HGAD(FlowADModel):
     config_class = HGADConfig
+    paper = "Yao et al., HGAD, ECCV 2024"
     class_conditional = True
     own_strategy = "hgad"
     own_strategy_is_finetune = True  # centres grow under every strategy
@@ -113,7 +114,8 @@ class HGAD(FlowADModel):
         """Global class ids -> GMM rows; -1 for a class never seen. On the model's device,
         wherever the ids come from, since they index the GMM's tensors."""
         device = self.log_prob_ref.device
-        top = max([*self.seen_classes, *(int(c) for c in class_ids.reshape(-1).unique())], default=0)
+        given = (int(c) for c in class_ids.reshape(-1).unique())
+        top = max([*self.seen_classes, *given], default=0)
         lut = torch.full((top + 1,), -1, dtype=torch.long, device=device)
         if self.seen_classes:
             lut[torch.tensor(self.seen_classes, device=device)] = torch.arange(
@@ -193,7 +195,8 @@ class HGAD(FlowADModel):
             level_slots = slots.repeat_interleave(h * w)
             index = None
             if 0 < self.config.train_positions < h * w:
-                index = torch.randperm(b * h * w, device=feat.device)[: b * self.config.train_positions]
+                keep = b * self.config.train_positions
+                index = torch.randperm(b * h * w, device=feat.device)[:keep]
                 level_slots = level_slots[index]
             z, log_det = self.encode_level(level, feat, index)
             terms = hgad_level_losses(z, log_det, self.gmms[level], level_slots,

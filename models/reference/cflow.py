@@ -42,6 +42,8 @@ class AnomalibCflow(FlowADModel):
     """Reference CFLOW-AD: anomalib's decoders, loss and map; nfbench's frozen features."""
 
     config_class = AnomalibCflowConfig
+    kind = "reference"
+    paper = "anomalib's CFLOW-AD on nfbench features"
     # anomalib's AnomalyMapGenerator subtracts the max log-likelihood of the scored batch and
     # flips the map by the batch max: kept verbatim (it is the reference), so flagged here
     batch_dependent_scores = True

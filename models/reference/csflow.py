@@ -74,7 +74,8 @@ def build_cross_scale_flow(
     nodes.extend([ff.OutputNode([getattr(last, f"out{i}")], name=f"output_end{i}")
                   for i in range(3)])
     flow = new_uninitialised(torch_model.CrossScaleFlow)
-    flow.input_dims, flow.n_coupling_blocks, flow.clamp = (channels, sizes[0], sizes[0]), blocks, clamp
+    flow.input_dims = (channels, sizes[0], sizes[0])
+    flow.n_coupling_blocks, flow.clamp = blocks, clamp
     flow.kernel_sizes, flow.cross_conv_hidden_channels = kernel_sizes, hidden
     flow.graph = ff.GraphINN(nodes)
     return flow
@@ -85,6 +86,8 @@ class AnomalibCsflow(AnomalibNetEntry):
     """Reference CS-Flow: anomalib's flow, loss, scores and map; adapter-fed nfbench features."""
 
     config_class = AnomalibCsflowConfig
+    kind = "reference"
+    paper = "anomalib's CS-Flow on nfbench features"
 
     def __init__(self, config: AnomalibCsflowConfig, features: FeatureInfo) -> None:
         super().__init__(config, features)

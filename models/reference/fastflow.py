@@ -35,6 +35,8 @@ class AnomalibFastflow(AnomalibNetEntry):
     """Reference FastFlow: anomalib's network, loss and map; nfbench's frozen features."""
 
     config_class = AnomalibFastflowConfig
+    kind = "reference"
+    paper = "anomalib's FastFlow on nfbench features"
 
     def __init__(self, config: AnomalibFastflowConfig, features: FeatureInfo) -> None:
         super().__init__(config, features)

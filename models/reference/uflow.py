@@ -54,6 +54,8 @@ class AnomalibUflow(AnomalibNetEntry):
     """Reference U-Flow: anomalib's U-shaped flow, loss and map; nfbench's frozen features."""
 
     config_class = AnomalibUflowConfig
+    kind = "reference"
+    paper = "anomalib's U-Flow on nfbench features"
 
     def __init__(self, config: AnomalibUflowConfig, features: FeatureInfo) -> None:
         super().__init__(config, features)

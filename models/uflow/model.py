@@ -118,6 +118,7 @@ class UShapedFlow(nn.Module):
 @register_model("uflow")
 class UFlow(FlowADModel):
     config_class = UFlowConfig
+    paper = "Tailanian et al., U-Flow, JMIV 2024"
     gaussian_latents = True
 
     def __init__(self, config: UFlowConfig, features: FeatureInfo) -> None:

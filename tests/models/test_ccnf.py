@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
+import flow_checks as checks
 import pytest
 import torch
 
@@ -16,11 +15,6 @@ from nfbench.models.ccnf import loss as L
 from nfbench.models.ccnf.anomaly_map import fuse_levels, level_score_map, posterior_entropy
 from nfbench.models.ccnf.coupling import CCNFCoupling, CCNFLevel
 from nfbench.models.registry import create_model
-
-_spec = importlib.util.spec_from_file_location(
-    "flow_checks", Path(__file__).parents[1] / "flow_checks.py")
-checks = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(checks)
 
 TINY = FeatureInfo(channels=(4, 6), strides=(4, 8), input_size=16)
 SMALL = {"embed_dim": 4, "pos_dim": 8, "coupling_blocks": 2, "epochs": 2, "batch_size": 4,

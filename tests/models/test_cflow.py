@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
+import flow_checks as checks
 import pytest
 import torch
 
@@ -12,11 +10,6 @@ from nfbench.models.backbone import FeatureInfo
 from nfbench.models.cflow.anomaly_map import cflow_anomaly_map
 from nfbench.models.cflow.model import CflowConfig, build_cflow_decoder
 from nfbench.models.registry import create_model
-
-_spec = importlib.util.spec_from_file_location(
-    "flow_checks", Path(__file__).parents[1] / "flow_checks.py")
-checks = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(checks)
 
 TINY = FeatureInfo(channels=(4, 6), strides=(4, 8), input_size=16)
 

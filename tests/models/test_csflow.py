@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
+import flow_checks as checks
 import pytest
 import torch
 
 from nfbench.models.backbone import FeatureInfo
 from nfbench.models.csflow.coupling import CrossScaleFlow
 from nfbench.models.registry import create_model
-
-_spec = importlib.util.spec_from_file_location(
-    "flow_checks", Path(__file__).parents[1] / "flow_checks.py")
-checks = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(checks)
 
 TINY = FeatureInfo(channels=(4, 6, 5), strides=(4, 8, 16), input_size=64)
 
@@ -30,7 +23,8 @@ def _flow(channels: list[int]) -> CrossScaleFlow:
 
 
 def _inputs(channels: list[int], sizes: list[int], batch: int) -> list[torch.Tensor]:
-    return [torch.randn(batch, c, s, s, dtype=torch.float64) for c, s in zip(channels, sizes, strict=True)]
+    return [torch.randn(batch, c, s, s, dtype=torch.float64)
+            for c, s in zip(channels, sizes, strict=True)]
 
 
 @pytest.mark.parametrize("channels,sizes", [([4, 4, 4], [4, 2, 1]), ([4, 6, 5], [4, 2, 1]),

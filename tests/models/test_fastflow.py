@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
+import flow_checks as checks
 import torch
 
 from nfbench.models.backbone import FeatureInfo
 from nfbench.models.fastflow.model import FastFlowConfig, build_fastflow_level
 from nfbench.models.registry import create_model
-
-_spec = importlib.util.spec_from_file_location(
-    "flow_checks", Path(__file__).parents[1] / "flow_checks.py")
-checks = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(checks)
 
 TINY = FeatureInfo(channels=(4, 6), strides=(4, 8), input_size=16)
 

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
+import flow_checks as checks
 import torch
 from scipy import ndimage
 from torch import distributions as D
@@ -18,11 +17,6 @@ from nfbench.models.hgad.gmm import HierarchicalGMM
 from nfbench.models.hgad.loss import hgad_level_losses
 from nfbench.models.hgad.model import HGADConfig, build_hgad_flow
 from nfbench.models.registry import create_model
-
-_spec = importlib.util.spec_from_file_location(
-    "flow_checks", Path(__file__).parents[1] / "flow_checks.py")
-checks = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(checks)
 
 TINY = FeatureInfo(channels=(4, 8), strides=(4, 8), input_size=16)
 SMALL = dict(coupling_blocks=2, pos_embed_dim=8, n_intra=3, train_positions=0, blur_sigma=1.0)

@@ -62,3 +62,56 @@ def test_csflow_uses_anomalib_adam_epsilon():
     model = create_model("anomalib.csflow", TINY, cross_conv_hidden_channels=8)
     assert model.param_groups()[0]["eps"] == pytest.approx(1e-4)
     assert model.config.grad_clip == 1.0
+
+
+def _tiny_features(n: int = 3) -> list[torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return [torch.randn(n, c, s, s, generator=g) * 2 + 0.5
+            for c, s in zip(TINY.channels, TINY.sizes, strict=True)]
+
+
+def test_fastflow_reference_and_native_agree_on_the_same_weights():
+    """anomalib's FastFlow and the native one are the same function: with the native weights
+    copied into the reference, loss, maps and image scores agree (the two only ever differ
+    by their random initialisation)."""
+    pytest.importorskip("anomalib")
+    torch.manual_seed(0)
+    native = create_model("fastflow", TINY)
+    reference = create_model("anomalib.fastflow", TINY)
+    renamed = {k.replace("norms.", "net.norms.").replace("flows.", "net.fast_flow_blocks."): v
+               for k, v in native.state_dict().items()}
+    reference.load_state_dict(renamed, strict=True)
+    feats, ids = _tiny_features(), torch.zeros(3, dtype=torch.long)
+    progress = TrainProgress(0, 0, 0, 0)
+    native.train()
+    reference.train()
+    loss_native = native.training_loss(feats, ids, progress).total
+    loss_reference = reference.training_loss(feats, ids, progress).total
+    assert torch.allclose(loss_native, loss_reference, rtol=1e-5)
+    native.eval()
+    reference.eval()
+    a, b = native.score(feats, None), reference.score(feats, None)
+    assert torch.allclose(a.maps, b.maps, atol=1e-6)
+    assert torch.allclose(a.image_scores, b.image_scores, atol=1e-6)
+
+
+def test_cflow_reference_loss_is_anomalib_get_logp():
+    """The reference re-expresses anomalib's CFLOW training step; its loss must equal
+    -logsigmoid(get_logp(C, z, log|J|) / C) computed with anomalib's own get_logp on the
+    same decoder outputs (every position: fibers_per_step 0)."""
+    pytest.importorskip("anomalib")
+    torch.manual_seed(0)
+    model = create_model("anomalib.cflow", TINY, coupling_blocks=2)
+    feats = _tiny_features(2)
+    total = model.training_loss(feats, torch.zeros(2, dtype=torch.long),
+                                TrainProgress(0, 0, 0, 0)).total
+    expected = torch.zeros(())
+    utils = model._utils
+    for feat, decoder in zip(feats, model.net.decoders, strict=True):
+        b, c, h, w = feat.shape
+        enc = utils.positional_encoding_2d(model.config.condition_vector, h, w)
+        cond = enc.permute(1, 2, 0).reshape(h * w, -1).repeat(b, 1)
+        z, log_jac = decoder(feat.permute(0, 2, 3, 1).reshape(-1, c), [cond])
+        log_p = utils.get_logp(c, z, log_jac) / c
+        expected = expected - torch.nn.functional.logsigmoid(log_p).mean()
+    assert torch.allclose(total, expected, rtol=1e-6)

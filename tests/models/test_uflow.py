@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
+import flow_checks as checks
 import torch
 
 from nfbench.models.backbone import FeatureInfo
 from nfbench.models.registry import create_model
 from nfbench.models.uflow.model import UFlowConfig, UShapedFlow
-
-_spec = importlib.util.spec_from_file_location(
-    "flow_checks", Path(__file__).parents[1] / "flow_checks.py")
-checks = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(checks)
 
 TINY = FeatureInfo(channels=(4, 7, 8), strides=(4, 8, 16), input_size=32)
 
