@@ -1,6 +1,7 @@
 """`nfbench check`: a small deterministic run compared with the committed baseline.
 
-The `check` preset (every native model, 2 synthetic tasks, short schedules) runs in a temporary results folder.
+The `check` preset (every native model, 2 synthetic tasks, short schedules) runs in a temporary
+results folder.
 Each summary figure (ACC, FM, BWT of image AUROC, pixel AUROC and AUPRO) and each R entry must
 lie within TOLERANCE of reports/baselines/check.json. The tolerance is absolute, in AUROC units:
 the same machine reproduces the run bit for bit (seeded, fixed epochs), but BLAS kernels differ
@@ -15,21 +16,22 @@ import sys
 import tempfile
 from pathlib import Path
 
-from nfbench.benchmarks.evaluate import SUMMARY_METRICS
-from nfbench.benchmarks.presets import PRESETS
-from nfbench.benchmarks.results import write_json_atomic
+from nfbench.benchmarks.grids import load_grid
+from nfbench.benchmarks.metrics import SUMMARISED
+from nfbench.benchmarks.record import CellRecord, write_json_atomic
 from nfbench.benchmarks.runner import RunRequest, run_grid
 
 TOLERANCE = 0.02
 
 
-def _figures(record: dict) -> dict[str, float | None]:
-    """The flat dict of figures a baseline pins for one cell."""
+def _figures(record: CellRecord) -> dict[str, float | None]:
+    """The flat dict of figures a baseline pins for one cell: every summarised metric's
+    ACC/FM/BWT and R entries."""
     figures: dict[str, float | None] = {}
-    for metric in SUMMARY_METRICS:
-        for key, value in (record.get("summary") or {}).get(metric, {}).items():
+    for metric in SUMMARISED:
+        for key, value in record.summary.get(metric, {}).items():
             figures[f"{metric}.{key}"] = value
-        for t, row in enumerate((record.get("R") or {}).get(metric, [])):
+        for t, row in enumerate(record.R.get(metric, [])):
             for k, value in enumerate(row):
                 figures[f"{metric}.R[{t + 1},{k + 1}]"] = value
     return figures
@@ -37,16 +39,16 @@ def _figures(record: dict) -> dict[str, float | None]:
 
 def current_figures(cache_dir: Path = Path(".cache/nfbench")) -> dict[str, dict]:
     with tempfile.TemporaryDirectory() as tmp:
-        request = RunRequest(**{**PRESETS["check"], "results_dir": Path(tmp),
+        request = RunRequest(**{**load_grid("check"), "results_dir": Path(tmp),
                                 "cache_dir": cache_dir})
         records = run_grid(request, show_progress=False)
     out = {}
     for r in records:
-        if r["status"] == "skipped":
+        if r.status == "skipped":
             continue
-        if r["status"] != "ok":
-            raise RuntimeError(f"check cell {r['variant']}/{r['strategy']} failed: {r['error']}")
-        out[f"{r['variant']}/{r['strategy']}/s{r['seed']}"] = _figures(r)
+        if not r.ok:
+            raise RuntimeError(f"check cell {r.variant}/{r.strategy} failed: {r.error}")
+        out[f"{r.variant}/{r.strategy}/s{r.seed}"] = _figures(r)
     return out
 
 

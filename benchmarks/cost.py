@@ -28,10 +28,6 @@ from torch.profiler import ProfilerActivity, profile
 from nfbench.models.backbone import Backbone
 from nfbench.models.base import FlowADModel
 
-INFERENCE_COST_KEYS = (
-    "latency_ms_p50", "latency_ms_p95", "throughput_img_s", "memory_mb_batch1",
-    "memory_mb_batch32", "memory_kind", "cuda_peak_mb_batch1", "cuda_peak_mb_batch32",
-)
 THROUGHPUT_BATCH = 32
 MB = 2**20
 

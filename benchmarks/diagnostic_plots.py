@@ -13,28 +13,59 @@ import pandas as pd  # noqa: E402
 from sklearn.manifold import TSNE  # noqa: E402
 
 
-def plot_drift(table: pd.DataFrame, path: Path) -> Path:
-    """Heat map (group x transition) and lines per model."""
+def _no_change(ax: plt.Axes, model: str) -> None:
+    """A panel whose values are all zero says so instead of drawing an axis around 0."""
+    ax.text(0.5, 0.5, f"{model}: no parameter changed\n(every RMS change is 0)", ha="center",
+            va="center", transform=ax.transAxes)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _transitions(ax: plt.Axes, tasks: list[int]) -> None:
+    """Integer task transitions on x: "1→2", "2→3", ..."""
+    ax.set_xticks(tasks, [f"{c - 1}→{c}" for c in tasks])
+
+
+def _drift_heatmap(fig: plt.Figure, ax: plt.Axes, sub: pd.DataFrame, model: str) -> None:
+    grid = sub.pivot_table(index="group", columns="to_task", values="rms_change")
+    im = ax.imshow(np.log10(np.maximum(grid.to_numpy(), 1e-8)), aspect="auto", cmap="magma",
+                   vmin=-8)
+    ax.set_yticks(range(len(grid.index)), grid.index, fontsize=8)
+    ax.set_xticks(range(len(grid.columns)), [f"{c - 1}→{c}" for c in grid.columns])
+    ax.set_title(f"{model}: log10 RMS change per group")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+
+
+def _drift_lines(ax: plt.Axes, sub: pd.DataFrame) -> None:
+    for group, rows in sub.groupby("group"):
+        ax.plot(rows["to_task"], rows["rms_change"], marker="o", label=group)
+    _transitions(ax, sorted(int(t) for t in sub["to_task"].unique()))
+    ax.set_xlabel("task (change from the previous one)")
+    ax.set_ylabel("RMS change of the group's parameters")
+    ax.set_yscale("symlog", linthresh=1e-6)
+    ax.legend(fontsize=7, ncol=2)
+
+
+def drift_figure(table: pd.DataFrame) -> plt.Figure:
+    """Heat map (group x transition) and lines per model; a model whose parameters never
+    moved (e.g. a frozen flow) gets one sentence in both panels instead."""
     models = list(dict.fromkeys(table["model"]))
     fig, axes = plt.subplots(2, len(models), figsize=(5.5 * len(models), 8), squeeze=False)
     for col, model in enumerate(models):
         sub = table[table.model == model]
-        grid = sub.pivot_table(index="group", columns="to_task", values="rms_change")
-        ax = axes[0, col]
-        im = ax.imshow(np.log10(np.maximum(grid.to_numpy(), 1e-8)), aspect="auto", cmap="magma",
-                       vmin=-8)
-        ax.set_yticks(range(len(grid.index)), grid.index, fontsize=8)
-        ax.set_xticks(range(len(grid.columns)), [f"{c - 1}→{c}" for c in grid.columns])
-        ax.set_title(f"{model}: log10 RMS change per group")
-        fig.colorbar(im, ax=ax, fraction=0.046)
-        ax = axes[1, col]
-        for group, rows in sub.groupby("group"):
-            ax.plot(rows["to_task"], rows["rms_change"], marker="o", label=group)
-        ax.set_xlabel("task (change from the previous one)")
-        ax.set_ylabel("RMS change of the group's parameters")
-        ax.set_yscale("symlog", linthresh=1e-6)
-        ax.legend(fontsize=7, ncol=2)
+        if not (sub["rms_change"] != 0).any():
+            _no_change(axes[0, col], model)
+            _no_change(axes[1, col], model)
+            continue
+        _drift_heatmap(fig, axes[0, col], sub, model)
+        _drift_lines(axes[1, col], sub)
     fig.tight_layout()
+    return fig
+
+
+def plot_drift(table: pd.DataFrame, path: Path) -> Path:
+    """Heat map (group x transition) and lines per model, written to ``path``."""
+    fig = drift_figure(table)
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -19,8 +19,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from nfbench.benchmarks.callbacks import Callback, CellContext
 from nfbench.benchmarks.diagnostic_plots import plot_ablation, plot_drift, plot_entropy, plot_tsne
 from nfbench.benchmarks.evaluate import EvalSet
+from nfbench.benchmarks.record import CellRecord
 from nfbench.benchmarks.runner import RunRequest, run_grid
 from nfbench.benchmarks.strategies import Phase
 from nfbench.models.base import FlowADModel
@@ -33,7 +35,7 @@ def pooled_latents(model: HasLatents, features: list[torch.Tensor]) -> np.ndarra
     return model.latents(features)[-1].mean(dim=(2, 3)).detach().cpu().numpy()
 
 
-class DiagnosticObserver:
+class DiagnosticObserver(Callback):
     """Collects drift snapshots, posterior entropies and latents phase by phase; optionally
     freezes named parameter groups from the second task on (the freeze ablation)."""
 
@@ -48,26 +50,22 @@ class DiagnosticObserver:
     def _groups(self, model: FlowADModel) -> dict[str, list[torch.Tensor]]:
         return model.diagnostic_groups()
 
-    def before_phase(self, model: FlowADModel, phase: Phase) -> None:
+    def before_phase(self, ctx: CellContext, phase: Phase) -> None:
         if phase.row == 0 or not self.freeze:
             return
-        for name, params in self._groups(model).items():
+        for name, params in self._groups(ctx.model).items():
             if any(name == f or name.startswith(f) for f in self.freeze):
                 for p in params:
                     p.requires_grad_(False)
 
     @torch.no_grad()
-    def after_phase(
-        self, model: FlowADModel, phase: Phase, test_features: list[torch.Tensor], test: EvalSet
-    ) -> None:
-        self.test = test
+    def after_phase(self, ctx: CellContext, phase: Phase) -> None:
+        model, self.test = ctx.model, ctx.test
         self.snapshots.append({name: torch.cat([p.detach().flatten().cpu().clone()
                                                 for p in params]) if params else torch.zeros(0)
                                for name, params in self._groups(model).items()})
-        device = next(model.parameters()).device
         entropies, latents = [], []
-        for lo in range(0, test_features[0].shape[0], self.batch_size):
-            feats = [f[lo : lo + self.batch_size].to(device) for f in test_features]
+        for feats, _ in model.iter_batches(ctx.test_features, None, self.batch_size):
             if isinstance(model, HasClassPosterior) and model.class_conditional:
                 entropies.append(model.posterior_entropy(feats).cpu().numpy())
             if isinstance(model, HasLatents):
@@ -108,10 +106,11 @@ def entropy_changes(entropy: list[np.ndarray], test: EvalSet) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _run(request: RunRequest, model: str, strategy: str, observer: DiagnosticObserver) -> dict:
+def _run(request: RunRequest, model: str, strategy: str,
+         observer: DiagnosticObserver) -> CellRecord:
     req = dataclasses.replace(request, models=[model], strategies=[strategy], seeds=[0],
                               measure_cost=False)
-    [record] = run_grid(req, show_progress=False, observer=observer, resume=False)
+    [record] = run_grid(req, show_progress=False, callbacks=[observer], resume=False)
     return record
 
 
@@ -126,8 +125,8 @@ def run_diagnostics(request: RunRequest, out_dir: Path) -> list[Path]:
             strategy = request.strategies[0] if request.strategies else "own"
             observer = DiagnosticObserver()
             record = _run(request, model, strategy, observer)
-            if record["status"] != "ok":
-                print(f"diagnose: {model} failed: {record['error']['message']}")
+            if not record.ok:
+                print(f"diagnose: {model} failed: {record.error.message if record.error else ''}")
                 continue
             drift.append(drift_table(model, observer.snapshots))
             if observer.entropy:
@@ -168,11 +167,11 @@ def freeze_ablation(request: RunRequest, model: str, out_dir: Path) -> list[Path
             record = _run(request, model, strategy, observer)
             label = (f"{first}_{'freeze' if first_frozen else 'update'}_"
                      f"{second}_{'freeze' if second_frozen else 'update'}")
-            row = {"model": model, "setting": label, "status": record["status"]}
-            if record["status"] == "ok":
-                summary = record["summary"]["image_auroc"]
+            row = {"model": model, "setting": label, "status": record.status}
+            if record.ok:
                 dh = entropy_changes(observer.entropy, observer.test)
-                row |= {"acc": summary["acc"], "fm": summary["fm"],
+                row |= {"acc": record.summary_value("image_auroc", "acc"),
+                        "fm": record.summary_value("image_auroc", "fm"),
                         "delta_H_normal": dh.loc[dh.samples == "normal", "delta_H"].mean(),
                         "delta_H_anomalous": dh.loc[dh.samples == "anomalous", "delta_H"].mean()}
             rows.append(row)

@@ -11,14 +11,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nfbench.benchmarks.metrics import image_metrics, pixel_metrics
+from nfbench.benchmarks.metrics import METRIC_TABLE, image_metrics, pixel_metrics
 from nfbench.datasets.base import Sample
 from nfbench.models.base import FlowADModel
 
-METRICS = ("image_auroc", "image_ap", "image_f1max", "pixel_auroc", "pixel_aupro", "pixel_ap")
-# R matrices stored per cell: the six metrics (task = mean of its classes) + pooled image AUROC
-R_METRICS = (*METRICS, "image_auroc_pooled")
-SUMMARY_METRICS = ("image_auroc", "pixel_auroc", "pixel_aupro")
+# every metric of the table gets an R matrix in each record
+R_METRICS = tuple(m.key for m in METRIC_TABLE)
 
 
 @dataclass
@@ -82,13 +80,17 @@ def metrics_for(
 def task_metrics(
     maps: np.ndarray, scores: np.ndarray, test: EvalSet, index: np.ndarray, pixel: bool = True
 ) -> dict[str, float]:
-    """A task's figures: the MEAN OF ITS PER-CLASS figures (the MVTec convention), plus the
-    image AUROC of all its images pooled into one ROC (`image_auroc_pooled`). For a
-    one-class task both are the same number."""
+    """A task's figures: the MEAN OF ITS PER-CLASS figures (the MVTec convention), and for
+    the table's `pooled` rows the figure of all its images at once. For a one-class task
+    both are the same number."""
     per_class = [metrics_for(maps, scores, test, index[test.class_ids[index] == c], pixel)
                  for c in dict.fromkeys(test.class_ids[index].tolist())]
-    result = {m: _nanmean([row[m] for row in per_class]) for m in METRICS if m in per_class[0]}
-    result["image_auroc_pooled"] = image_metrics(scores[index], test.labels[index])["image_auroc"]
+    result = {m: _nanmean([row[m] for row in per_class]) for m in per_class[0]}
+    labels = test.labels[index]
+    defined = bool(labels.any() and not labels.all())
+    for spec in METRIC_TABLE:
+        if spec.pooled:  # image-level rows only
+            result[spec.key] = spec.compute(scores[index], labels) if defined else float("nan")
     return result
 
 

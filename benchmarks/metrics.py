@@ -1,18 +1,30 @@
-"""Accuracy metrics for one evaluation: image-level and pixel-level.
+"""Accuracy metrics for one evaluation, and METRIC_TABLE: the one list of them.
 
 ROC and PR quantities come from scikit-learn so that every stored number can be
 recomputed outside nfbench with the same library. Only AUPRO is computed here,
 because scikit-learn has no per-region overlap curve; it follows the MVTec AD
 definition (Bergmann et al., IJCV 2021) and is exact over every distinct score.
+
+Every metric is one `MetricSpec` row (key, labels, level, direction, whether it is
+summarised into ACC/FM/BWT, format) plus its function; evaluation, the record, the
+report, the plots, compare and check all read the table, so a new metric is one row.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Literal
 
 import numpy as np
 from scipy import ndimage
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
-__all__ = ["aupro", "f1_max", "image_metrics", "pixel_metrics", "pro_curve"]
+__all__ = [
+    "METRIC_TABLE", "MetricSpec", "PixelData", "aupro", "f1_max", "image_metrics", "metric_spec",
+    "pixel_metrics", "pro_curve",
+]
 
 NAN = float("nan")
 
@@ -42,20 +54,12 @@ def f1_max(scores: np.ndarray, labels: np.ndarray) -> float:
     return float(f1.max())
 
 
-def image_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Image AUROC, AP and F1-max; NaN for all when only one class is present.
+def image_auroc(scores: np.ndarray, labels: np.ndarray) -> float:
+    return float(roc_auc_score(labels, scores))
 
-    A task with only normal (or only anomalous) test images is a data fact, not an
-    error, so it yields NaN rather than the exception scikit-learn would raise.
-    """
-    s, y = _check_scores(scores, labels)
-    if y.all() or not y.any():
-        return {"image_auroc": NAN, "image_ap": NAN, "image_f1max": NAN}
-    return {
-        "image_auroc": float(roc_auc_score(y, s)),
-        "image_ap": float(average_precision_score(y, s)),
-        "image_f1max": f1_max(s, y),
-    }
+
+def image_ap(scores: np.ndarray, labels: np.ndarray) -> float:
+    return float(average_precision_score(labels, scores))
 
 
 def _check_maps(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -136,33 +140,107 @@ def aupro(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = 0.3) -> float:
     return _area_up_to(fpr, pro, fpr_limit) / fpr_limit
 
 
-def _distinct_pairs(s: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Distinct (score, label) pairs with their counts as weights.
+class PixelData:
+    """Maps and masks of the images one pixel metric is computed over. The distinct
+    (score, label) pairs that the ROC and PR metrics share are computed once."""
 
-    ROC and PR curves are step functions of the distinct thresholds, so weighting each
-    distinct pair by its count gives exactly the values of the full pixel list; with
-    float16 maps this shrinks millions of pixels to at most ~2 x 65k rows.
+    def __init__(self, maps: np.ndarray, masks: np.ndarray) -> None:
+        self.maps, self.masks = _check_maps(maps, masks)
+        labels = self.masks.ravel()
+        self.defined = bool(labels.any() and not labels.all())
+
+    @cached_property
+    def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Distinct (score, label) pairs with their counts as weights.
+
+        ROC and PR curves are step functions of the distinct thresholds, so weighting each
+        distinct pair by its count gives exactly the values of the full pixel list; with
+        float16 maps this shrinks millions of pixels to at most ~2 x 65k rows.
+        """
+        s, y = self.maps.ravel(), self.masks.ravel()
+        pos, pos_n = np.unique(s[y], return_counts=True)
+        neg, neg_n = np.unique(s[~y], return_counts=True)
+        labels = np.concatenate((np.ones(pos.size, dtype=bool), np.zeros(neg.size, dtype=bool)))
+        weights = np.concatenate((pos_n, neg_n)).astype(np.float64)
+        return np.concatenate((pos, neg)), labels, weights
+
+
+def pixel_auroc(data: PixelData) -> float:
+    scores, labels, weights = data.pairs
+    return float(roc_auc_score(labels, scores, sample_weight=weights))
+
+
+def pixel_ap(data: PixelData) -> float:
+    scores, labels, weights = data.pairs
+    return float(average_precision_score(labels, scores, sample_weight=weights))
+
+
+def pixel_aupro(data: PixelData) -> float:
+    return aupro(data.maps, data.masks)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: what it is called, what it measures and how it is shown.
+
+    Image metrics take (scores, labels) of a set of images; pixel metrics a PixelData.
+    A task's figure is the mean of its classes' figures, except for `pooled` rows, which
+    take all the task's images at once. `summarised` rows get ACC/FM/BWT in every record,
+    appear in the leaderboard and are pinned by `nfbench check`."""
+
+    key: str
+    label: str  # "image AUROC": titles and axis labels
+    short: str  # "img AUROC": table headers
+    level: Literal["image", "pixel"]
+    compute: Callable[..., float]
+    higher_is_better: bool = True
+    summarised: bool = False
+    pooled: bool = False
+    scale: float = 100.0  # shown in points
+    decimals: int = 1
+
+    def format(self, value: float | None) -> str:
+        if value is None or not np.isfinite(value):
+            return "n/a"
+        return f"{value * self.scale:.{self.decimals}f}"
+
+
+METRIC_TABLE: tuple[MetricSpec, ...] = (
+    MetricSpec("image_auroc", "image AUROC", "img AUROC", "image", image_auroc, summarised=True),
+    MetricSpec("image_ap", "image AP", "img AP", "image", image_ap),
+    MetricSpec("image_f1max", "image F1-max", "img F1-max", "image", f1_max),
+    MetricSpec("pixel_auroc", "pixel AUROC", "pix AUROC", "pixel", pixel_auroc, summarised=True),
+    MetricSpec("pixel_aupro", "AUPRO", "AUPRO", "pixel", pixel_aupro, summarised=True),
+    MetricSpec("pixel_ap", "pixel AP", "pix AP", "pixel", pixel_ap),
+    MetricSpec("image_auroc_pooled", "image AUROC (classes pooled)", "img AUROC pooled",
+               "image", image_auroc, summarised=True, pooled=True),
+)
+SUMMARISED = tuple(m.key for m in METRIC_TABLE if m.summarised)
+
+
+def metric_spec(key: str) -> MetricSpec:
+    for spec in METRIC_TABLE:
+        if spec.key == key:
+            return spec
+    raise KeyError(f"unknown metric {key!r}")
+
+
+def image_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Every (class-level) image metric of the table; NaN for all when only one label occurs.
+
+    A set with only normal (or only anomalous) images is a data fact, not an error, so it
+    yields NaN rather than the exception scikit-learn would raise.
     """
-    pos, pos_n = np.unique(s[y], return_counts=True)
-    neg, neg_n = np.unique(s[~y], return_counts=True)
-    labels = np.concatenate((np.ones(pos.size, dtype=bool), np.zeros(neg.size, dtype=bool)))
-    return np.concatenate((pos, neg)), labels, np.concatenate((pos_n, neg_n)).astype(np.float64)
+    s, y = _check_scores(scores, labels)
+    specs = [m for m in METRIC_TABLE if m.level == "image" and not m.pooled]
+    defined = y.any() and not y.all()
+    return {m.key: m.compute(s, y) if defined else NAN for m in specs}
 
 
-def pixel_metrics(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = 0.3) -> dict[str, float]:
-    """Pixel AUROC, AP and AUPRO over all pixels of all images.
-
-    The caller has already dropped anomalous images without a ground-truth mask
-    (their all-zero mask would count defect pixels as normal). NaN for all when
-    there is no anomalous or no normal pixel.
-    """
-    m, g = _check_maps(maps, masks)
-    y = g.ravel()
-    if y.all() or not y.any():
-        return {"pixel_auroc": NAN, "pixel_ap": NAN, "pixel_aupro": NAN}
-    scores, labels, weights = _distinct_pairs(m.ravel(), y)
-    return {
-        "pixel_auroc": float(roc_auc_score(labels, scores, sample_weight=weights)),
-        "pixel_ap": float(average_precision_score(labels, scores, sample_weight=weights)),
-        "pixel_aupro": aupro(m, g, fpr_limit=fpr_limit),
-    }
+def pixel_metrics(maps: np.ndarray, masks: np.ndarray) -> dict[str, float]:
+    """Every pixel metric of the table over all pixels of all images; NaN for all when there
+    is no anomalous or no normal pixel. The caller has already dropped anomalous images
+    without a ground-truth mask (their all-zero mask would count defect pixels as normal)."""
+    data = PixelData(maps, masks)
+    specs = [m for m in METRIC_TABLE if m.level == "pixel"]
+    return {m.key: m.compute(data) if data.defined else NAN for m in specs}

@@ -1,41 +1,43 @@
 """The continual protocol for one cell: train phase by phase, evaluate every task after each.
 
-Training sees only the current phase's normal training images (plus a replay buffer where the
-strategy has one). Evaluation is task-agnostic unless `task_aware`: then the oracle class id
-reaches the model. After training task t every task k is evaluated, filling R[t, k]; entries
-with k > t are recorded too but enter no summary.
+Training sees only what the strategy gives each phase (the current task's normal training
+images, plus a replay buffer where the strategy has one). Evaluation is task-agnostic unless
+`task_aware`: then the oracle class id reaches the model. After training task t every task k
+is evaluated, filling R[t, k]; entries with k > t are recorded too but enter no summary.
+Everything else a cell does (thresholds, cost, progress, diagnostics) is a callback.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 import pandas as pd
 import torch
 
-from nfbench.benchmarks.cost import measure_cost
+from nfbench.benchmarks.callbacks import Callback, CellContext, CellEnv
+from nfbench.benchmarks.cost import weights_mb
 from nfbench.benchmarks.evaluate import (
+    FLOAT16_MAX,
     R_METRICS,
-    SUMMARY_METRICS,
     EvalSet,
     evaluation_row,
     per_class_metrics,
     score_all,
 )
 from nfbench.benchmarks.forgetting import summarize
-from nfbench.benchmarks.results import SCHEMA_VERSION, environment, write_scores
-from nfbench.benchmarks.strategies import Phase, ReplayBuffer, plan_phases, training_samples
-from nfbench.benchmarks.thresholds import threshold_report
+from nfbench.benchmarks.metrics import SUMMARISED
+from nfbench.benchmarks.record import CellRecord, ErrorInfo, now
+from nfbench.benchmarks.results import environment, write_scores
+from nfbench.benchmarks.strategies import Phase, build_config, get_strategy_class
 from nfbench.benchmarks.trainer import DivergedError, train_phase
 from nfbench.datasets.base import Dataset, Sample, load_mask
 from nfbench.datasets.scenarios import Scenario
-from nfbench.models.base import FlowADModel, count_parameters
-from nfbench.models.feature_cache import FeatureCache
-from nfbench.models.registry import create_model
+from nfbench.models.base import count_parameters
+from nfbench.models.registry import create_model, get_model_class
 
 
 @dataclass
@@ -45,31 +47,21 @@ class CellSpec:
     model: str
     overrides: dict
     variant: str
-    strategy: str
+    strategy: str  # a registered strategy ("own" for the model's own mechanism)
     seed: int
+    strategy_overrides: dict = field(default_factory=dict)
     task_aware: bool = False
-    replay_per_class: int = 10
     measure_cost: bool = True
-    extra: dict = field(default_factory=dict)
 
-
-class PhaseObserver(Protocol):
-    """Hooks around each training phase, for diagnostics that need the live model."""
-
-    def before_phase(self, model: FlowADModel, phase: Phase) -> None: ...
-
-    def after_phase(
-        self, model: FlowADModel, phase: Phase, test_features: list[torch.Tensor], test: EvalSet
-    ) -> None: ...
-
-
-def scenario_class_index(scenario: Scenario) -> dict[str, int]:
-    """Global class ids: a class's position in the scenario's class order."""
-    return {name: i for i, name in enumerate(scenario.classes)}
+    def identity(self, scenario: str, label: str) -> dict:
+        """The record fields that name the cell."""
+        return {"model": self.model, "variant": self.variant, "scenario": scenario,
+                "strategy": label, "seed": self.seed, "task_aware": self.task_aware}
 
 
 def build_test_set(dataset: Dataset, scenario: Scenario, size: int) -> EvalSet:
-    class_index = scenario_class_index(scenario)
+    """Every test image of the scenario, in task order, with labels and masks."""
+    index = {name: i for i, name in enumerate(scenario.classes)}
     samples: list[Sample] = []
     tasks: list[int] = []
     for k, task in enumerate(scenario.tasks):
@@ -79,147 +71,143 @@ def build_test_set(dataset: Dataset, scenario: Scenario, size: int) -> EvalSet:
     return EvalSet(
         samples=samples,
         task_of=np.array(tasks),
-        class_ids=np.array([class_index[s.class_name] for s in samples]),
+        class_ids=np.array([index[s.class_name] for s in samples]),
         labels=np.array([s.label for s in samples]),
         has_mask=np.array([s.label == 0 or s.has_mask for s in samples]),
         masks=np.stack([load_mask(s, size) for s in samples]),
     )
 
 
-def _class_ids(samples: list[Sample], scenario: Scenario) -> torch.Tensor:
-    index = scenario_class_index(scenario)
-    return torch.tensor([index[s.class_name] for s in samples], dtype=torch.long)
+class Evaluations:
+    """R matrices, per-sample score rows and maps of every evaluation of one cell."""
 
+    def __init__(self, test: EvalSet, num_tasks: int) -> None:
+        self.test = test
+        self.num_tasks = num_tasks
+        self.R = {m: np.full((num_tasks, num_tasks), np.nan) for m in R_METRICS}
+        self.has_masks = bool((test.has_mask & (test.labels == 1)).any())
+        self.rows: list[pd.DataFrame] = []
+        self.arrays: dict[str, np.ndarray] = {"masks": test.masks}
 
-def calibration_source(strategy: str, buffer: ReplayBuffer | None) -> str:
-    """In words: which normal training images the thresholds were fitted on. Only what the
-    learner still holds after the last task: under finetune its task's images, under replay
-    those plus the buffer; joint holds every class."""
-    if strategy == "joint":
-        return "all classes' training images (joint)"
-    if buffer is not None:
-        return "last task's training images + replay buffer"
-    return "last task's training images"
-
-
-def _threshold_report(
-    model, cache: FeatureCache, train: list[Sample], scenario: Scenario, device: torch.device,
-    scores: np.ndarray, test: EvalSet, task_aware: bool, test_features: list[torch.Tensor],
-) -> dict:
-    """Automatic thresholds fitted on the normal training scores of what the learner holds,
-    applied to the final test set, next to the oracle F1-max (the best F1 any threshold
-    reaches on the test set itself)."""
-    ids = _class_ids(train, scenario) if task_aware else None
-    _, train_scores = score_all(model, cache.features(train, desc="train scores"), ids, device)
-    return threshold_report(model, train_scores, scores, test.labels, test_features)
-
-
-def run_cell(
-    spec: CellSpec,
-    dataset: Dataset,
-    scenario: Scenario,
-    cache: FeatureCache,
-    results_dir: Path,
-    cid: str,
-    device: torch.device,
-    show_progress: bool = True,
-    observer: PhaseObserver | None = None,
-) -> dict:
-    """Run one cell end to end and return its record (scores are written beside it).
-
-    An observer (the diagnostics) sees the model before and after each training phase; it may
-    freeze parameter groups in `before_phase`, and reads what it needs in `after_phase`.
-    """
-    torch.manual_seed(spec.seed)
-    np.random.seed(spec.seed)
-    started = time.perf_counter()
-    backbone = cache.backbone
-    model = create_model(spec.model, backbone.feature_info, **spec.overrides).to(device)
-    test = build_test_set(dataset, scenario, backbone.input_size)
-    test_feats = cache.features(test.samples, desc="test features")
-    test_ids = torch.from_numpy(test.class_ids) if spec.task_aware else None
-    T = scenario.num_tasks
-    R = {m: np.full((T, T), np.nan) for m in R_METRICS}
-    has_masks = bool((test.has_mask & (test.labels == 1)).any())
-    train_time, trainable, arrays = [], [], {"masks": test.masks}
-    buffer = ReplayBuffer(spec.replay_per_class, spec.seed) if spec.strategy == "replay" else None
-    rows, error, global_step = [], None, 0
-    maps = scores = None
-    held: list[Sample] = []  # the training images the learner holds after the last phase
-    for phase in plan_phases(spec.strategy, scenario):
-        try:
-            class_index = scenario_class_index(scenario)
-            model.start_task(phase.row, [class_index[n] for n in phase.new_classes], spec.strategy)
-            samples = training_samples(spec.strategy, phase, dataset, buffer)
-            held = samples
-            feats = cache.features(samples, desc="train features")
-            if observer is not None:
-                observer.before_phase(model, phase)
-            trainable.append(count_parameters(model)[1])
-            stats = train_phase(model, feats, _class_ids(samples, scenario), phase.row,
-                                spec.seed, device, global_step, show_progress)
-            global_step += stats.steps
-            train_time.append(stats.seconds)
-            with torch.no_grad():
-                model.finish_task(feats, _class_ids(samples, scenario))
-            maps, scores = score_all(model, test_feats, test_ids, device)
-            if observer is not None:
-                observer.after_phase(model, phase, test_feats, test)
-            if not (np.isfinite(scores).all() and np.isfinite(maps).all()):
-                raise DivergedError(phase.row, stats.steps, "non-finite anomaly scores")
-        except DivergedError as err:
-            error = {"type": "Diverged", "message": str(err), "task": err.task, "step": err.step}
-            break
-        if buffer is not None:
-            buffer.add_classes(dataset, phase.new_classes)
-        arrays[f"maps_t{phase.row}"] = maps
-        for k, values in enumerate(evaluation_row(maps, scores, test, T, phase.row + 1,
-                                                  pixel=has_masks)):
+    def add(self, row: int, maps: np.ndarray, scores: np.ndarray) -> None:
+        """Fill R[row, k] for every task k from one evaluation (pixel metrics on seen tasks
+        of a dataset with masks only)."""
+        test = self.test
+        self.arrays[f"maps_t{row}"] = maps
+        figures = evaluation_row(maps, scores, test, self.num_tasks, row + 1, self.has_masks)
+        for k, values in enumerate(figures):
             for metric, value in values.items():
-                R[metric][phase.row, k] = value
-        rows.append(pd.DataFrame({
-            "after_task": phase.row, "task": test.task_of,
+                self.R[metric][row, k] = value
+        self.rows.append(pd.DataFrame({
+            "after_task": row, "task": test.task_of,
             "class_name": [s.class_name for s in test.samples],
             "path": [str(s.path) for s in test.samples], "label": test.labels,
             "has_mask": test.has_mask, "image_score": scores, "row": np.arange(len(scores)),
         }))
 
-    record = {
-        "schema_version": SCHEMA_VERSION,
-        "status": "failed" if error else "ok",
-        "error": error,
-        "model": spec.model,
-        "variant": spec.variant,
-        "scenario": scenario.name,
-        "strategy": spec.strategy,
-        "seed": spec.seed,
-        "task_aware": spec.task_aware,
-        "backbone": backbone.describe(),
-        "dataset": {"name": dataset.name, "has_masks": has_masks},
-        "batch_dependent_scores": type(model).batch_dependent_scores,
-        "tasks": [list(t) for t in scenario.tasks],
-        "config": vars(model.config),
-        "run_settings": {"replay_per_class": spec.replay_per_class, **spec.extra},
-        "environment": environment(device),
-        "R": {m: R[m] for m in R_METRICS},
-        "summary": {m: summarize(R[m]) for m in (*SUMMARY_METRICS, "image_auroc_pooled")},
-        "per_class": per_class_metrics(maps, scores, test, has_masks) if error is None else None,
-        "thresholds": None,
-        "cost": {
-            "train_time_s": train_time,
-            "feature_time_s": cache.extraction_seconds,
-            "params_total": count_parameters(model)[0],
-            "params_trainable": trainable,
-        },
-    }
-    if error is None:
-        record["thresholds"] = _threshold_report(
-            model, cache, held, scenario, device, scores, test, spec.task_aware, test_feats)
-        record["threshold_calibration"] = {
-            "source": calibration_source(spec.strategy, buffer), "images": len(held)}
-        if spec.measure_cost:
-            record["cost"].update(measure_cost(backbone, model, device))
-    if rows:
-        record["scores"] = write_scores(results_dir, cid, pd.concat(rows), arrays)
-    record["wall_time_s"] = time.perf_counter() - started
-    return record
+
+def start_cell(spec: CellSpec, env: CellEnv, cid: str) -> CellContext:
+    """Build the model and the strategy, read the test features, open the record."""
+    model_class = get_model_class(spec.model)
+    strategy = get_strategy_class(spec.strategy, model_class)(
+        build_config(spec.strategy, **spec.strategy_overrides), env.scenario, env.dataset,
+        spec.seed, model_class)
+    backbone = env.cache.backbone
+    model = create_model(spec.model, backbone.feature_info, **spec.overrides).to(env.device)
+    record = CellRecord(
+        cell_id=cid, status="ok", created=now(), **spec.identity(env.scenario.name, strategy.label),
+        tasks=[list(t) for t in env.scenario.tasks], backbone=backbone.describe(),
+        config=dataclasses.asdict(model.config),
+        run_settings={"strategy": dataclasses.asdict(strategy.config)},
+        environment=environment(env.device), batch_dependent_scores=model.batch_dependent_scores,
+        is_flow=model.is_flow)
+    test = build_test_set(env.dataset, env.scenario, backbone.input_size)
+    ctx = CellContext(spec, env, model, strategy, test, [], record)
+    with ctx.timed("features"):
+        ctx.test_features = env.cache.features(test.samples, desc="test features")
+    return ctx
+
+
+def run_phase(ctx: CellContext, phase: Phase, callbacks: Sequence[Callback],
+              global_step: int) -> int:
+    """Train one phase, let the model finish it, score the test set; returns the steps."""
+    env, model = ctx.env, ctx.model
+    index = {name: i for i, name in enumerate(env.scenario.classes)}
+    model.start_task(phase.row, [index[n] for n in phase.new_classes], ctx.strategy.model_mode)
+    ctx.strategy.before_phase(model, phase)
+    samples = ctx.strategy.training_samples(phase)
+    ctx.held = samples
+    with ctx.timed("features"):
+        feats = env.cache.features(samples, desc="train features")
+    ids = env.class_ids(samples)
+    for callback in callbacks:
+        callback.before_phase(ctx, phase)
+    ctx.record.cost.params_trainable.append(count_parameters(model)[1])
+    with ctx.timed("training"):
+        stats = train_phase(model, feats, ids, phase.row, ctx.spec.seed, env.device, global_step,
+                            env.show_progress, ctx.strategy.max_steps(phase, samples, model))
+        with torch.no_grad():
+            model.finish_task(feats, ids)
+    ctx.record.cost.train_time_s.append(stats.seconds)
+    ctx.record.cost.state_mb.append(weights_mb(model))  # grows with memory banks, tables
+    test_ids = torch.from_numpy(ctx.test.class_ids) if ctx.spec.task_aware else None
+    with ctx.timed("evaluation"):
+        ctx.maps, ctx.scores = score_all(model, ctx.test_features, test_ids, env.device)
+    if not (np.isfinite(ctx.scores).all() and np.isfinite(ctx.maps).all()):
+        raise DivergedError(phase.row, stats.steps, "non-finite anomaly scores")
+    if np.abs(ctx.maps).max() >= FLOAT16_MAX:  # stored maps saturate: their metrics are void
+        raise DivergedError(phase.row, stats.steps,
+                            f"anomaly maps reach the float16 range of the stored maps "
+                            f"(|x| >= {FLOAT16_MAX:.0f})")
+    return stats.steps
+
+
+def finish_cell(ctx: CellContext, evaluations: Evaluations) -> None:
+    """Summaries, per-class figures of the final evaluation, scores on disk."""
+    record = ctx.record
+    record.dataset = {"name": ctx.env.dataset.name, "has_masks": evaluations.has_masks}
+    record.R = {m: evaluations.R[m] for m in R_METRICS}
+    record.summary = {m: summarize(evaluations.R[m]) for m in SUMMARISED}
+    record.cost.feature_time_s = ctx.env.cache.extraction_seconds
+    record.cost.params_total = count_parameters(ctx.model)[0]
+    if record.ok:
+        with ctx.timed("metrics"):
+            record.per_class = per_class_metrics(ctx.maps, ctx.scores, ctx.test,
+                                                 evaluations.has_masks)
+    if evaluations.rows:
+        with ctx.timed("io"):
+            record.scores = write_scores(ctx.env.results_dir, record.cell_id,
+                                         pd.concat(evaluations.rows), evaluations.arrays)
+
+
+def run_cell(
+    spec: CellSpec, env: CellEnv, cid: str, callbacks: Sequence[Callback] = ()
+) -> CellRecord:
+    """Run one cell end to end and return its record (scores are written beside it). A NaN
+    or inf makes it a failed record carrying its task and step; the rows already computed
+    are kept."""
+    torch.manual_seed(spec.seed)
+    np.random.seed(spec.seed)
+    started = time.perf_counter()
+    ctx = start_cell(spec, env, cid)
+    for callback in callbacks:
+        callback.on_cell_start(ctx)
+    evaluations = Evaluations(ctx.test, env.scenario.num_tasks)
+    global_step = 0
+    for phase in ctx.strategy.phases():
+        try:
+            global_step += run_phase(ctx, phase, callbacks, global_step)
+        except DivergedError as err:
+            ctx.record.status = "failed"
+            ctx.record.error = ErrorInfo("Diverged", str(err), err.task, err.step)
+            break
+        with ctx.timed("metrics"):
+            evaluations.add(phase.row, ctx.maps, ctx.scores)
+        ctx.strategy.after_phase(ctx.model, phase)
+        for callback in callbacks:
+            callback.after_phase(ctx, phase)
+    finish_cell(ctx, evaluations)
+    for callback in callbacks:
+        callback.on_cell_end(ctx)
+    ctx.record.wall_time_s = time.perf_counter() - started
+    return ctx.record

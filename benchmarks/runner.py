@@ -1,8 +1,9 @@
 """The grid: models x strategies x seeds on one scenario, resumable cell by cell.
 
-Every cell shares one backbone and one feature cache. A finished cell (its JSON exists) is
-skipped on a re-run; a cell that fails for any reason but bad input becomes a recorded failure
-and the grid goes on.
+Every cell of a process shares one backbone and one feature cache. A finished cell (its record
+exists) is skipped on a re-run; a cell that fails for any reason but bad input becomes a
+recorded failure and the grid goes on. Bad input (missing files, unknown names) stops the grid
+before anything runs.
 """
 
 from __future__ import annotations
@@ -10,44 +11,49 @@ from __future__ import annotations
 import dataclasses
 import sys
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from nfbench.benchmarks.cost import INFERENCE_COST_KEYS
-from nfbench.benchmarks.protocol import CellSpec, PhaseObserver, run_cell
-from nfbench.benchmarks.results import (
-    SCHEMA_VERSION,
-    cell_id,
+from nfbench.benchmarks.callbacks import Callback, CellEnv
+from nfbench.benchmarks.executors import remember_cost, run_local, run_workers
+from nfbench.benchmarks.protocol import CellSpec, run_cell
+from nfbench.benchmarks.record import (
+    CellRecord,
+    ErrorInfo,
+    RecordError,
     cell_path,
     read_record,
-    write_json_atomic,
+    write_record,
 )
-from nfbench.benchmarks.strategies import resolve_strategy
-from nfbench.datasets.base import Dataset, DatasetError
+from nfbench.benchmarks.results import cell_id
+from nfbench.benchmarks.slurm_executor import check_executor, planning_env, run_slurm
+from nfbench.benchmarks.strategies import StrategyError, build_config, get_strategy_class
+from nfbench.datasets.base import DatasetError
 from nfbench.datasets.catalog import open_dataset
-from nfbench.datasets.scenarios import Scenario, build_scenario
+from nfbench.datasets.scenarios import build_scenario
 from nfbench.datasets.validate import validate_dataset
 from nfbench.models.backbone import Backbone
 from nfbench.models.feature_cache import FeatureCache
-from nfbench.models.registry import build_config, get_model_class
+from nfbench.models.registry import build_config as build_model_config
+from nfbench.models.registry import get_model_class
 
 
 @dataclass
 class RunRequest:
-    """What `nfbench run` was asked to do, after presets and flags are merged."""
+    """What `nfbench run` was asked to do, after grid files and flags are merged."""
 
     models: list[str]
     strategies: list[str]
     seeds: list[int]
-    scenario: str = "synthetic"
+    scenario: str | list[str] = "synthetic"  # a list (grid files): one sub-grid per scenario
     tasks: str | None = None
     data_root: Path | None = None
     device: str = "cpu"
     task_aware: bool = False
-    replay_per_class: int = 10
     backbone: str = "efficientnet_lite0"
     backbone_layers: list[str] | None = None
     backbone_weights: str = "default"
@@ -55,87 +61,28 @@ class RunRequest:
     results_dir: Path = Path("results")
     cache_dir: Path = Path(".cache/nfbench")
     model_overrides: dict[str, dict] = field(default_factory=dict)
+    strategy_overrides: dict[str, dict] = field(default_factory=dict)
+    # a model's own backbone settings (backbone, backbone_layers, backbone_weights, input_size)
+    model_backbones: dict[str, dict] = field(default_factory=dict)
     measure_cost: bool = True
     retry_failed: bool = False
+    workers: int = 1  # cells in parallel processes (several per GPU allowed)
+    executor: str = "local"  # local (this machine) or slurm (a job array; slurm_executor.py)
+    slurm_partition: str | None = None
+    slurm_gpus: int | None = None  # GPUs per task (None: 1 with a cuda device, else 0)
+    slurm_cpus: int | None = None  # CPUs per task (None: the cluster's default)
+    slurm_mem: float | None = None  # GB per task
+    slurm_time: int = 240  # minutes per task
+    slurm_parallelism: int | None = None  # array tasks at once (None: submitit's 256)
+    slurm_extra: list[str] = field(default_factory=list)  # more sbatch options, "KEY=VALUE"
 
 
-def variant_name(model: str, overrides: dict) -> str:
-    """'fastflow' or 'fastflow[flow_steps=4]': a label that says what was changed."""
-    given = {k: v for k, v in sorted(overrides.items()) if v is not None}
-    if not given:
-        return model
-    return f"{model}[{','.join(f'{k}={v}' for k, v in given.items())}]"
-
-
-def _remember_cost(measured: dict[str, dict], record: dict) -> None:
-    """Inference cost depends on the model and its settings, not on the strategy or seed
-    (after the last task every strategy scores the same classes), so one measurement per
-    variant serves its other cells; they name the cell it came from."""
-    cost = record.get("cost") or {}
-    if record["status"] == "ok" and "latency_ms_p50" in cost and record["variant"] not in measured:
-        measured[record["variant"]] = {
-            **{k: cost[k] for k in INFERENCE_COST_KEYS if k in cost},
-            "cost_measured_in": cost.get("cost_measured_in", record["cell_id"]),
-        }
-
-
-def plan_cells(
-    request: RunRequest, scenario: Scenario, backbone: Backbone, dataset: Dataset,
-    device: torch.device,
-) -> list[tuple[CellSpec, str, str | None]]:
-    """(spec, cell id, skip reason or None) for every requested cell, in grid order.
-
-    In a multi-model grid 'own' means a mechanism of its own where it differs from finetune;
-    a model without one gets a skipped cell that says why (never a silent gap)."""
-    cells = []
-    for model in request.models:
-        model_class = get_model_class(model)
-        overrides = request.model_overrides.get(model, {})
-        config = build_config(model, **overrides)  # validates the overrides early
-        for strategy_name in request.strategies:
-            skip = None
-            if strategy_name == "own" and len(request.models) > 1:
-                skip = own_strategy_skip_reason(model, model_class)
-            strategy = "own" if skip else resolve_strategy(
-                strategy_name, model_class.own_strategy, model)
-            for seed in request.seeds:
-                spec = CellSpec(model, overrides, variant_name(model, overrides), strategy, seed,
-                                request.task_aware, request.replay_per_class,
-                                request.measure_cost)
-                settings = {
-                    "config": vars(config), "backbone": backbone.describe(),
-                    "tasks": scenario.tasks, "data": str(dataset.root),
-                    "task_aware": request.task_aware, "replay": request.replay_per_class,
-                    "device": device.type,
-                }
-                cid = cell_id(spec.variant, scenario.name, strategy, seed, settings)
-                cells.append((spec, cid, skip))
-    return cells
-
-
-def own_strategy_skip_reason(model: str, model_class: type) -> str | None:
-    if model_class.own_strategy is None:
-        return f"{model} has no continual mechanism of its own"
-    if model_class.own_strategy_is_finetune:
-        return (f"{model}'s own mechanism ({model_class.own_strategy}) acts under every "
-                "strategy, so its cell would repeat finetune exactly")
-    return None
-
-
-def _skip(spec: CellSpec, scenario: str, cid: str, reason: str, path: Path,
-          show_progress: bool) -> dict:
-    """A skipped cell: one line on the console and a record, so the report lists it."""
-    record = {
-        "schema_version": SCHEMA_VERSION, "status": "skipped", "skip_reason": reason,
-        "model": spec.model, "variant": spec.variant, "scenario": scenario,
-        "strategy": spec.strategy, "seed": spec.seed, "task_aware": spec.task_aware,
-        "cell_id": cid,
-    }
-    if read_record(path) is None:
-        write_json_atomic(path, record)
-        message = f"skipped {spec.variant}/{spec.strategy}/s{spec.seed}: {reason}"
-        tqdm.write(message, file=sys.stderr)
-    return record
+@dataclass(frozen=True)
+class PlannedCell:
+    spec: CellSpec
+    cell_id: str
+    label: str  # the strategy as records name it (a model's own mechanism by its own label)
+    skip_reason: str | None = None
 
 
 class DeviceError(ValueError):
@@ -148,69 +95,203 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def run_grid(
-    request: RunRequest,
-    show_progress: bool = True,
-    observer: PhaseObserver | None = None,
-    resume: bool = True,
-) -> list[dict]:
-    """Run (or resume) every cell of the request; returns the records of this grid.
+def variant_name(model: str, overrides: dict) -> str:
+    """'mymodel' or 'mymodel[flow_steps=4]': a label that says what was changed."""
+    given = {k: v for k, v in sorted(overrides.items()) if v is not None}
+    if not given:
+        return model
+    return f"{model}[{','.join(f'{k}={v}' for k, v in given.items())}]"
 
-    `observer` (the diagnostics) sees each phase of every cell; with resume=False finished
-    cells run again (an observer needs the live model)."""
-    for model in request.models:  # bad names and flags fail before any data is touched
+
+def check_names(request: RunRequest) -> None:
+    """Bad model, strategy or flag names fail before any data is touched."""
+    used: set[str] = set()
+    for model in request.models:
         model_class = get_model_class(model)
-        build_config(model, **request.model_overrides.get(model, {}))
-        for strategy_name in request.strategies:
-            if strategy_name != "own" or len(request.models) == 1:
-                resolve_strategy(strategy_name, model_class.own_strategy, model)
+        build_model_config(model, **request.model_overrides.get(model, {}))
+        for name in request.strategies:
+            strategy_class = get_strategy_class(name, model_class)
+            used.add(strategy_class.name)
+            given = request.strategy_overrides.get(strategy_class.name, {})
+            build_config(strategy_class.name, **given)
+            reason = strategy_class.applies_to(model_class)
+            if reason and len(request.models) == 1:
+                raise StrategyError(reason)
+    stray = sorted(set(request.strategy_overrides) - used)
+    if stray:
+        raise StrategyError(f"flags given for strategies not in the run: {', '.join(stray)}")
+
+
+def open_env(request: RunRequest, show_progress: bool = True, validate: bool = True) -> CellEnv:
+    """Dataset (every file validated), scenario, backbone and feature cache of the request."""
     device = resolve_device(request.device)
     dataset_name = request.scenario.split(":", 1)[0]
     dataset = open_dataset(dataset_name, request.data_root, request.cache_dir)
     scenario = build_scenario(request.scenario, dataset.class_names, request.tasks)
     # every file decodes and every mask fits (plus the emptiness checks), before the backbone
-    validate_dataset(dataset, scenario.classes, request.cache_dir)
+    if validate:
+        validate_dataset(dataset, scenario.classes, request.cache_dir)
     backbone = Backbone(request.backbone, request.backbone_layers, request.backbone_weights,
                         request.input_size)
     cache = FeatureCache(backbone, request.cache_dir / "features", device)
     cache.show_progress = show_progress
+    return CellEnv(dataset, scenario, cache, Path(request.results_dir), device, show_progress,
+                   concurrent_cells=max(1, request.workers))
 
-    cells = plan_cells(request, scenario, backbone, dataset, device)
-    records = []
-    measured: dict[str, dict] = {}  # variant -> its inference cost, measured once
-    bar = tqdm(cells, desc="cells", disable=not show_progress)
-    for spec, cid, skip_reason in bar:
-        bar.set_postfix_str(f"{spec.variant}/{spec.strategy}/s{spec.seed}")
-        path = cell_path(request.results_dir, cid)
-        if skip_reason:
-            records.append(_skip(spec, scenario.name, cid, skip_reason, path, show_progress))
-            continue
-        existing = read_record(path) if resume else None
-        if existing and (existing["status"] == "ok" or not request.retry_failed):
-            _remember_cost(measured, existing)
-            records.append(existing)
-            continue
-        shared = measured.get(spec.variant)
-        if shared is not None:
-            spec = dataclasses.replace(spec, measure_cost=False)
-        try:
-            record = run_cell(spec, dataset, scenario, cache, request.results_dir, cid, device,
-                              show_progress, observer)
-        except DatasetError:
-            raise
-        except Exception as err:  # recorded, never a crash of the grid
-            record = {
-                "schema_version": SCHEMA_VERSION, "status": "failed", "model": spec.model,
-                "variant": spec.variant, "scenario": scenario.name, "strategy": spec.strategy,
-                "seed": spec.seed, "task_aware": spec.task_aware,
-                "error": {"type": type(err).__name__, "message": str(err), "task": None,
-                          "step": None, "traceback": traceback.format_exc(limit=8)},
+
+def own_skip_reason(model: str) -> str | None:
+    """In a multi-model grid, 'own' means a mechanism of its own where it differs from
+    finetune; other models get a skipped cell that says why (never a silent gap)."""
+    model_class = get_model_class(model)
+    if model_class.own_strategy is None:
+        return f"{model} has no continual mechanism of its own"
+    if model_class.own_strategy_is_finetune:
+        return (f"{model}'s own mechanism ({model_class.own_strategy}) acts under every "
+                "strategy, so its cell would repeat finetune exactly")
+    return None
+
+
+def plan_cells(request: RunRequest, env: CellEnv) -> list[PlannedCell]:
+    """Every requested cell in grid order, with its id (a digest of every setting that
+    shapes its numbers) and, for a cell that will not run, the reason."""
+    cells = []
+    for model in request.models:
+        model_class = get_model_class(model)
+        overrides = request.model_overrides.get(model, {})
+        config = build_model_config(model, **overrides)
+        for name in request.strategies:
+            strategy_class = get_strategy_class(name, model_class)
+            skip = own_skip_reason(model) if strategy_class.name == "own" else None
+            label = "own" if skip else (model_class.own_strategy if strategy_class.name == "own"
+                                        else strategy_class.name)
+            strategy_overrides = request.strategy_overrides.get(strategy_class.name, {})
+            settings = {
+                "config": dataclasses.asdict(config), "backbone": env.cache.backbone.describe(),
+                "tasks": env.scenario.tasks, "data": str(env.dataset.root),
+                "task_aware": request.task_aware, "device": env.device.type,
+                "strategy": dataclasses.asdict(
+                    build_config(strategy_class.name, **strategy_overrides)),
             }
-        if shared is not None and record["status"] == "ok":
-            record["cost"].update(shared)
-        record["cell_id"] = cid
-        write_json_atomic(path, record)
-        stored = read_record(path)  # exactly what is stored (NaN -> null)
-        _remember_cost(measured, stored)
-        records.append(stored)
-    return records
+            for seed in request.seeds:
+                spec = CellSpec(model, overrides, variant_name(model, overrides),
+                                strategy_class.name, seed, strategy_overrides,
+                                request.task_aware, request.measure_cost)
+                cid = cell_id(spec.variant, env.scenario.name, label, seed, settings)
+                cells.append(PlannedCell(spec, cid, label, skip))
+    return cells
+
+
+def _stored(path: Path) -> CellRecord | None:
+    try:
+        return read_record(path) if path.exists() else None
+    except RecordError:
+        return None  # unreadable or of another schema: the cell runs again
+
+
+def _skip(cell: PlannedCell, env: CellEnv, path: Path) -> CellRecord:
+    """A skipped cell: one line on the console and a record, so the report lists it."""
+    spec = cell.spec
+    record = CellRecord.skipped(cell.cell_id, cell.skip_reason or "",
+                                **spec.identity(env.scenario.name, cell.label))
+    if _stored(path) is None:
+        write_record(path, record)
+        tqdm.write(f"skipped {spec.variant}/own/s{spec.seed}: {cell.skip_reason}", file=sys.stderr)
+    return record
+
+
+def execute_cell(cell: PlannedCell, env: CellEnv, callbacks: Sequence[Callback]) -> CellRecord:
+    """Run one cell; any error but bad input becomes a failed record."""
+    try:
+        return run_cell(cell.spec, env, cell.cell_id, callbacks)
+    except DatasetError:
+        raise
+    except Exception as err:  # recorded, never a crash of the grid
+        error = ErrorInfo(type(err).__name__, str(err), traceback=traceback.format_exc(limit=8))
+        identity = cell.spec.identity(env.scenario.name, cell.label)
+        return CellRecord.failed(cell.cell_id, error, **identity)
+
+
+def _pending(request: RunRequest, env: CellEnv, cells: list[PlannedCell],
+             resume: bool) -> tuple[dict[str, CellRecord], list[PlannedCell]]:
+    """(records that need no run: skipped or finished, by cell id; the cells to run)."""
+    done, todo = {}, []
+    for cell in cells:
+        path = cell_path(request.results_dir, cell.cell_id)
+        if cell.skip_reason:
+            done[cell.cell_id] = _skip(cell, env, path)
+            continue
+        existing = _stored(path) if resume else None
+        if existing and (existing.ok or not request.retry_failed):
+            remember_cost(request, existing)
+            done[cell.cell_id] = existing
+        else:
+            todo.append(cell)
+    return done, todo
+
+
+def run_grid(
+    request: RunRequest,
+    show_progress: bool = True,
+    callbacks: Sequence[Callback] = (),
+    resume: bool = True,
+) -> list[CellRecord]:
+    """Run (or resume) every cell of the request; returns the records of this grid, as stored,
+    in grid order.
+
+    `callbacks` (e.g. the diagnostics) see every cell in this process; with resume=False
+    finished cells run again (a callback that needs the live model needs that)."""
+    check_names(request)  # on the whole grid: `own` is a skipped cell in any multi-model grid
+    if callbacks and request.workers > 1:
+        raise ValueError("callbacks need the cells in this process: use workers=1")
+    check_executor(request, callbacks)
+    # one sub-grid per scenario and backbone, each with one backbone and feature cache
+    return [r for sub in backbone_groups(request)
+            for r in _run_sub_grid(sub, show_progress, callbacks, resume)]
+
+
+def _run_sub_grid(request: RunRequest, show_progress: bool, callbacks: Sequence[Callback],
+                  resume: bool) -> list[CellRecord]:
+    slurm = request.executor == "slurm"
+    env = planning_env(request, show_progress) if slurm else open_env(request, show_progress)
+    cells = plan_cells(request, env)
+    done, todo = _pending(request, env, cells, resume)
+    if slurm and todo:
+        ran = run_slurm(request, todo, env, show_progress)
+    elif request.workers > 1 and todo:
+        warm_cache(env, todo)  # workers then only read the cache
+        ran = run_workers(request, todo, env, request.workers, show_progress)
+    else:
+        ran = run_local(request, todo, env, callbacks, show_progress)
+    done.update((r.cell_id, r) for r in ran)
+    return [done[cell.cell_id] for cell in cells]
+
+
+BACKBONE_FIELDS = ("backbone", "backbone_layers", "backbone_weights", "input_size")
+
+
+def backbone_groups(request: RunRequest) -> list[RunRequest]:
+    """The request split into sub-grids: one per scenario when `scenario` is a list (a grid
+    file's `scenario = ["mvtec:15x1", "mvtec:14-1"]`), and within it one per distinct backbone
+    setting (models that set their own backbone in `model_backbones`, e.g. paper presets),
+    scenario and model order kept. Each sub-grid has one scenario and no `model_backbones`;
+    its cells share a backbone and a feature cache."""
+    if not isinstance(request.scenario, str):
+        return [group for scenario in request.scenario
+                for group in backbone_groups(dataclasses.replace(request, scenario=scenario))]
+    groups: dict[tuple, list[str]] = {}
+    for model in request.models:
+        own = request.model_backbones.get(model, {})
+        key = tuple((f, repr(own.get(f, getattr(request, f)))) for f in BACKBONE_FIELDS)
+        groups.setdefault(key, []).append(model)
+    if not request.model_backbones:
+        return [request]
+    return [dataclasses.replace(
+        request, models=models, **request.model_backbones.get(models[0], {}),
+        model_backbones={}) for models in groups.values()]
+
+
+def warm_cache(env: CellEnv, cells: list[PlannedCell]) -> None:
+    """Compute every feature the grid needs once, here, before processes share the cache."""
+    samples = [s for name in env.scenario.classes
+               for s in (*env.dataset[name].train, *env.dataset[name].test)]
+    env.cache.features(samples, desc="features")

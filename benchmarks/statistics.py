@@ -35,6 +35,8 @@ import pandas as pd
 from scipy import ndimage
 from scipy import stats as sps
 
+from nfbench.benchmarks.record import CellRecord
+
 __all__ = [
     "CellScores", "Comparison", "PixelHistograms", "aupro_replicates", "auroc_replicates",
     "bootstrap_cell", "compare", "load_cell_scores", "paired_bootstrap", "percentile_interval",
@@ -76,7 +78,9 @@ def seed_interval(values: Sequence[float], confidence: float = CONFIDENCE) -> tu
     return float(lo), float(hi)
 
 
-def percentile_interval(replicates: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+def percentile_interval(
+    replicates: np.ndarray, confidence: float = CONFIDENCE
+) -> tuple[float, float]:
     """Percentile interval of bootstrap replicates (NaN replicates dropped; NaN if none left)."""
     r = np.asarray(replicates, dtype=np.float64).ravel()
     r = r[np.isfinite(r)]
@@ -298,9 +302,9 @@ class CellScores:
         return list(zip(self.classes.tolist(), self.labels.tolist(), strict=True))
 
 
-def load_cell_scores(results_dir: Path, record: dict) -> CellScores | None:
+def load_cell_scores(results_dir: Path, record: CellRecord) -> CellScores | None:
     """The record's ``scores`` files as a CellScores, or None when absent or unreadable."""
-    sc = record.get("scores") or {}
+    sc = record.scores or {}
     if not sc.get("csv"):
         return None
     try:
@@ -325,7 +329,7 @@ def load_cell_scores(results_dir: Path, record: dict) -> CellScores | None:
     tail = ["/".join(Path(str(p)).parts[-3:]) for p in last["path"]]
     maps = Path(results_dir) / sc["maps"] if sc.get("maps") else None
     return CellScores(
-        n_tasks=len(record.get("tasks") or []) or int(last["task"].max()) + 1,
+        n_tasks=len(record.tasks) or int(last["task"].max()) + 1,
         classes=names, labels=labels, has_mask=has_mask.to_numpy(bool),
         task=last["task"].to_numpy(int), image_scores=scores,
         maps_path=maps if maps is not None and maps.is_file() else None,
@@ -362,18 +366,33 @@ def bootstrap_cell(cell: CellScores, counts: np.ndarray, pixel: bool = True,
                 per_class[c] = auroc_replicates(scores[idx], cell.labels[idx], counts[:, idx])
         out["image_auroc"][:, t, : t + 1] = _task_row(per_class, cell, B)[:, : t + 1]
     last = max(cell.image_scores, default=None)
-    if not pixel or cell.maps_path is None or last is None:
-        return out
+    if pixel and cell.maps_path is not None and last is not None:
+        out.update(_pixel_replicates(cell, counts, last, levels, fpr_limit))
+    return out
+
+
+def _final_maps(cell: CellScores, last: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """(maps of the final evaluation, masks), or None when absent or without ground truth."""
     try:
         with np.load(cell.maps_path) as z:
             if f"maps_t{last}" not in z.files or "masks" not in z.files:
-                return out
+                return None
             masks = z["masks"]
             if not masks.any():  # no ground truth at all: pixel metrics are not defined
-                return out
-            maps = z[f"maps_t{last}"]
+                return None
+            return z[f"maps_t{last}"], masks
     except (OSError, ValueError):
-        return out
+        return None
+
+
+def _pixel_replicates(cell: CellScores, counts: np.ndarray, last: int, levels: int,
+                      fpr_limit: float) -> dict[str, np.ndarray]:
+    """Pixel AUROC and AUPRO replicates of the final evaluation (row `last`)."""
+    loaded = _final_maps(cell, last)
+    if loaded is None:
+        return {}
+    maps, masks = loaded
+    B, T = counts.shape[0], cell.n_tasks
     include = ~cell.labels | cell.has_mask
     auroc, aupro = {}, {}
     for c in dict.fromkeys(cell.classes):
@@ -382,6 +401,7 @@ def bootstrap_cell(cell: CellScores, counts: np.ndarray, pixel: bool = True,
         normal = counts[:, idx] @ h.normal
         auroc[c] = pixel_auroc_replicates(h, counts[:, idx], normal)
         aupro[c] = aupro_replicates(h, counts[:, idx], fpr_limit, normal)
+    out = {}
     for name, per_class in (("pixel_auroc", auroc), ("pixel_aupro", aupro)):
         out[name] = np.full((B, T, T), NAN)
         out[name][:, last] = _task_row(per_class, cell, B)
@@ -452,7 +472,8 @@ def welch(a: Sequence[float], b: Sequence[float], alpha: float = 0.05,
         res = sps.ttest_ind(x, y, equal_var=False)
         lo, hi = res.confidence_interval(confidence)
     p = float(res.pvalue)
-    return Comparison("welch", diff, float(lo), float(hi), p, None if np.isnan(p) else bool(p < alpha))
+    significant = None if np.isnan(p) else bool(p < alpha)
+    return Comparison("welch", diff, float(lo), float(hi), p, significant)
 
 
 def compare(a_seeds: Sequence[float], b_seeds: Sequence[float], a_reps: np.ndarray | None,

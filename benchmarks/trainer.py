@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
-from nfbench.models.base import FlowADModel, TrainProgress
+from nfbench.models.base import FlowADModel, LossTerms, TrainProgress
 
 
 class DivergedError(RuntimeError):
@@ -37,14 +37,17 @@ def train_phase(
     device: torch.device,
     global_step: int = 0,
     show_progress: bool = True,
+    max_steps: int | None = None,
 ) -> PhaseStats:
-    """Train `model` for config.epochs over (features, class_ids) with Adam."""
+    """Train `model` for config.epochs over (features, class_ids) with Adam, stopping early
+    only at `max_steps` optimiser steps (a strategy's cap, never a test-set criterion)."""
     cfg = model.config
     groups = model.param_groups()
-    if not groups:
+    if not groups or max_steps == 0:
         return PhaseStats(0.0, 0, {})
     optimizer = torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     params = [p for g in groups for p in g["params"]]
+    clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
     generator = torch.Generator().manual_seed(seed * 1000 + task_index)
     n = class_ids.shape[0]
     batch = min(cfg.batch_size, n)
@@ -56,23 +59,35 @@ def train_phase(
     for epoch in epochs:
         order = torch.randperm(n, generator=generator)
         for lo in range(0, n - batch + 1, batch):  # drop the ragged last batch
+            if max_steps is not None and step >= max_steps:
+                break
             idx = order[lo : lo + batch]
             feats = [f[idx].to(device, non_blocking=True) for f in features]
             progress = TrainProgress(task_index, epoch, step, global_step + step)
-            terms = model.training_loss(feats, class_ids[idx].to(device), progress)
-            if not torch.isfinite(terms.total):
-                raise DivergedError(task_index, step, f"loss is {terms.total.item()}")
-            optimizer.zero_grad(set_to_none=True)
-            terms.total.backward()
-            clip = cfg.grad_clip if cfg.grad_clip > 0 else math.inf
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
-            if not torch.isfinite(grad_norm):
-                raise DivergedError(task_index, step, "gradient norm is not finite")
-            optimizer.step()
+            terms = _optimiser_step(model, optimizer, params, clip, feats,
+                                    class_ids[idx].to(device), progress)
             step += 1
             parts = terms.parts
-        epochs.set_postfix(loss=f"{terms.total.item():.3g}")
+        if parts:
+            epochs.set_postfix(loss=f"{terms.total.item():.3g}")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     model.eval()
     return PhaseStats(time.perf_counter() - start, step, parts)
+
+
+def _optimiser_step(
+    model: FlowADModel, optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
+    clip: float, features: list[torch.Tensor], class_ids: torch.Tensor, progress: TrainProgress,
+) -> LossTerms:
+    """One step; a NaN/inf loss or gradient norm is a DivergedError with its task and step."""
+    terms = model.training_loss(features, class_ids, progress)
+    if not torch.isfinite(terms.total):
+        raise DivergedError(progress.task_index, progress.step, f"loss is {terms.total.item()}")
+    optimizer.zero_grad(set_to_none=True)
+    terms.total.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
+    if not torch.isfinite(grad_norm):
+        raise DivergedError(progress.task_index, progress.step, "gradient norm is not finite")
+    optimizer.step()
+    return terms

@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from nfbench.benchmarks.flags import overrides_from_args
 from nfbench.benchmarks.runner import RunRequest, run_grid
 from nfbench.benchmarks.statistics import seed_interval, welch
-from nfbench.benchmarks.strategies import resolve_strategy
+from nfbench.benchmarks.strategies import StrategyError, get_strategy_class
 from nfbench.benchmarks.validation import SplitSpec, build_validation_split
 from nfbench.datasets.files import atomic_write
 from nfbench.models.registry import get_model_class
@@ -46,7 +47,6 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--task-aware", action="store_true")
-    parser.add_argument("--replay-per-class", type=int, default=10)
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--backbone-layers", nargs="+")
     parser.add_argument("--backbone-weights", default="default")
@@ -105,20 +105,11 @@ def resolve_values(model: str, param: str, texts: list[str], base: dict) -> list
 
 def model_overrides(args: argparse.Namespace, model: str) -> dict:
     """The `--<model>.<field>` flags given; a flag for another model is a TuneError."""
-    given: dict[str, dict] = {}
-    for key, value in vars(args).items():
-        if "__" in key and value is not None:
-            owner, field = key.split("__", 1)
-            given.setdefault(owner, {})[field] = value
+    given, _ = overrides_from_args(args)
     stray = sorted(set(given) - {model})
     if stray:
         raise TuneError(f"flags given for model(s) not tuned: {', '.join(stray)}")
     return given.get(model, {})
-
-
-def _acc(record: dict, metric: str) -> float:
-    value = ((record.get("summary") or {}).get(metric) or {}).get("acc")
-    return float("nan") if value is None else float(value)
 
 
 def summarize_values(param: str, rows: list[dict]) -> pd.DataFrame:
@@ -126,11 +117,11 @@ def summarize_values(param: str, rows: list[dict]) -> pd.DataFrame:
     figures, in points x100."""
     table = []
     for row in rows:
-        ok = [r for r in row["records"] if r.get("status") == "ok"]
+        ok = [r for r in row["records"] if r.ok]
         entry: dict[str, Any] = {param: row["label"], "seeds": len(ok),
                                  "failed": len(row["records"]) - len(ok)}
         for metric, title in METRICS:
-            per_seed = np.array([_acc(r, metric) for r in ok]) * 100
+            per_seed = np.array([r.summary_value(metric, "acc") for r in ok]) * 100
             finite = per_seed[np.isfinite(per_seed)]
             lo, hi = seed_interval(finite)
             entry[f"{title} ACC"] = float(finite.mean()) if finite.size else float("nan")
@@ -167,8 +158,11 @@ def run_tune(args: argparse.Namespace, show_progress: bool = True) -> tuple[pd.D
     model, param = args.model, args.param
     base = model_overrides(args, model)
     values = resolve_values(model, param, args.values, base)
-    model_class = get_model_class(model)
-    resolve_strategy(args.strategy, model_class.own_strategy, model)  # fails before any data
+    strategy_class = get_strategy_class(args.strategy, get_model_class(model))
+    reason = strategy_class.applies_to(get_model_class(model))  # fails before any data
+    if reason:
+        raise StrategyError(reason)
+    _, strategy_flags = overrides_from_args(args)
     dataset = args.scenario.split(":", 1)[0].strip().lower()
     split = build_validation_split(dataset, args.data_root, args.cache_dir, args.scenario,
                                    args.tasks, SplitSpec(args.val_fraction, 2, args.val_seed))
@@ -177,7 +171,9 @@ def run_tune(args: argparse.Namespace, show_progress: bool = True) -> tuple[pd.D
         request = RunRequest(
             models=[model], strategies=[args.strategy], seeds=list(args.seeds),
             scenario="folder", tasks=split.tasks_text, data_root=split.root, device=args.device,
-            task_aware=args.task_aware, replay_per_class=args.replay_per_class,
+            task_aware=args.task_aware,
+            strategy_overrides={k: v for k, v in strategy_flags.items()
+                                if k == strategy_class.name},
             backbone=args.backbone, backbone_layers=args.backbone_layers,
             backbone_weights=args.backbone_weights, input_size=args.input_size,
             results_dir=args.results_dir, cache_dir=args.cache_dir,

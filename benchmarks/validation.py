@@ -111,7 +111,9 @@ def training_images(name: str, root: Path | None, cache_dir: Path) -> dict[str, 
     return {c: list_images(root / c / "train" / "good") for c in classes}
 
 
-def split_class(paths: list[Path], class_name: str, spec: SplitSpec) -> tuple[list[Path], list[Path]]:
+def split_class(
+    paths: list[Path], class_name: str, spec: SplitSpec
+) -> tuple[list[Path], list[Path]]:
     """(kept for training, held out for validation), seeded per class, both in name order."""
     ordered = sorted(paths)
     n_val = spec.holdout_count(len(ordered))

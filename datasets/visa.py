@@ -38,35 +38,35 @@ def read_split_csv(csv_path: Path) -> pd.DataFrame:
     return table
 
 
+def _sample(root: Path, name: str, label: str, image: str, mask: str,
+            csv_path: Path) -> Sample:
+    """One listed image (it must exist); an anomalous image's missing mask is None."""
+    path = root / image
+    if not path.is_file():
+        raise DatasetError(f"image listed in {csv_path} not found: {path}")
+    if label == "normal":
+        return Sample(path, name, 0)
+    mask_path = root / mask if mask else None
+    if mask_path is not None and not mask_path.is_file():
+        mask_path = None
+    return Sample(path, name, 1, mask_path=mask_path, defect_type="anomaly")
+
+
 def _class_from_rows(root: Path, name: str, rows: pd.DataFrame, csv_path: Path) -> ClassData:
-    """One class from its CSV rows; listed images must exist, missing masks are noted."""
+    """One class from its CSV rows; listed images must exist, missing masks are noted.
+    1cls.csv trains on normal images only."""
     train: list[Sample] = []
     test: list[Sample] = []
-    notes: list[str] = []
     for split, label, image, mask in rows[["split", "label", "image", "mask"]].itertuples(
         index=False
     ):
-        path = root / image
-        if not path.is_file():
-            raise DatasetError(f"image listed in {csv_path} not found: {path}")
-        if split == "train":
-            if label == "normal":  # 1cls.csv trains on normal images only
-                train.append(Sample(path, name, 0))
-            continue
-        if split != "test":
-            continue
-        if label == "normal":
-            test.append(Sample(path, name, 0))
-            continue
-        mask_path = root / mask if mask else None
-        if mask_path is not None and not mask_path.is_file():
-            mask_path = None
-        test.append(Sample(path, name, 1, mask_path=mask_path, defect_type="anomaly"))
+        if split == "train" and label == "normal":
+            train.append(_sample(root, name, label, image, mask, csv_path))
+        elif split == "test":
+            test.append(_sample(root, name, label, image, mask, csv_path))
     missing = sum(1 for s in test if s.label == 1 and s.mask_path is None)
-    if missing:
-        notes.append(
-            f"{missing} anomalous images of '{name}' have no mask; pixel metrics skip them"
-        )
+    notes = ([f"{missing} anomalous images of '{name}' have no mask; pixel metrics skip them"]
+             if missing else [])
     if not train:
         raise DatasetError(f"class '{name}' has no training images in {csv_path}")
     if not test:

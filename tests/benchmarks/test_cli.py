@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -52,15 +53,35 @@ def test_preset_values_yield_to_flags():
     assert request.seeds == [3] and "fastflow" in request.models
 
 
-def test_list_shows_every_flag_with_its_default(capsys):
+def test_list_is_a_compact_table_native_models_first(capsys):
     assert main(["list"]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("| ")]
+    kinds = [ln.split("|")[2].strip() for ln in lines[1:]]
+    assert kinds == sorted(kinds, key=lambda k: k != "native") and "reference" in kinds
+    assert any(ln.startswith("| fastflow ") and "FastFlow" in ln for ln in lines)
+
+
+def test_list_model_shows_its_flags_with_defaults_and_sources(capsys):
+    assert main(["list", "cflow"]) == 0
     out = capsys.readouterr().out
-    assert "--fastflow.flow-steps" in out and " 8 " in out
+    assert "--cflow.coupling-blocks" in out and "paper" in out
+
+
+def test_run_help_is_short():
+    help_text = build_parser()._subparsers._group_actions[0].choices["run"].format_usage()
+    assert len(help_text.splitlines()) <= 12
+    assert "--fastflow." not in build_parser()._subparsers._group_actions[0].choices[
+        "run"].format_help()
+
+
+def test_presets_lists_the_grid_files(capsys):
+    assert main(["presets"]) == 0
+    assert "gpu-check" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("strict, code", [(False, 0), (True, 1)])
 def test_strict_run_exits_1_when_a_cell_failed(monkeypatch, tmp_path, capsys, strict, code):
-    records = [{"status": "ok"}, {"status": "failed"}, {"status": "skipped"}]
+    records = [SimpleNamespace(status=s) for s in ("ok", "failed", "skipped")]
     monkeypatch.setattr("nfbench.benchmarks.cli.run_grid", lambda request: records)
     args = ["run", "--model", "fastflow", "--results", str(tmp_path)]
     assert main(args + (["--strict"] if strict else [])) == code

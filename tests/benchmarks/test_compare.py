@@ -1,4 +1,5 @@
-"""The native-vs-reference writer on literal records (no training): values, intervals, gap tests."""
+"""The native-vs-reference writer on literal CellRecords (no training): values, intervals, gap
+tests, and what its figure draws."""
 
 from __future__ import annotations
 
@@ -6,31 +7,38 @@ import argparse
 import math
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.container import BarContainer
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
 from nfbench.benchmarks.compare import (
     add_compare_arguments,
-    compare_tables,
-    markdown,
-    record_metrics,
+    compare_records,
+    compared_models,
     write_compare,
 )
+from nfbench.benchmarks.record import CellRecord, Cost, ErrorInfo
+from nfbench.benchmarks.report import plots
+from nfbench.benchmarks.report.data import record_metrics
+from nfbench.benchmarks.report.intervals import compare_tables
+from nfbench.benchmarks.report.markdown import compare_markdown as markdown
 from nfbench.benchmarks.statistics import stratified_counts
 
 
 def _record(model: str, image: float, pixel: float, train: list[float], epochs: int,
-            latency: float, memory: float, status: str = "ok") -> dict:
-    return {
-        "model": model, "status": status, "config": {"epochs": epochs},
-        "summary": {"image_auroc": {"acc": image}, "pixel_auroc": {"acc": pixel}},
-        "cost": {"train_time_s": train, "latency_ms_p50": latency, "peak_memory_mb": memory,
-                 "params_trainable": [1000, 2000]},
-        "error": None if status == "ok" else {"message": "diverged at task 1, step 3: loss nan"},
-    }
+            latency: float, memory: float, status: str = "ok", seed: int = 0) -> CellRecord:
+    error = None if status == "ok" else ErrorInfo("DivergedError",
+                                                  "diverged at task 1, step 3: loss nan")
+    return CellRecord(
+        cell_id=f"{model}__s{seed}", status=status, model=model, variant=model,
+        scenario="synthetic", strategy="joint", seed=seed, config={"epochs": epochs},
+        summary={"image_auroc": {"acc": image}, "pixel_auroc": {"acc": pixel}}, error=error,
+        cost=Cost(train_time_s=train, latency_ms_p50=latency, memory_mb_batch1=memory,
+                  memory_mb_batch32=memory, params_trainable=[1000, 2000]))
 
 
 RECORDS = [
@@ -47,11 +55,14 @@ def test_record_metrics_per_epoch_time():
     m = record_metrics(_record("x", 0.5, 0.6, [6.0, 2.0], 2, 1.0, 2.0))
     assert m["train_s_per_epoch"] == 2.0  # 8 s / (2 epochs x 2 phases)
     assert m["params_trainable"] == 2000
-    assert m["memory_mb_batch1"] == m["memory_mb_batch32"] == 2.0  # older record: its one peak
-    new = _record("x", 0.5, 0.6, [1.0], 1, 1.0, 2.0)
-    new["cost"].update(memory_mb_batch1=3.0, memory_mb_batch32=9.0)
-    assert (record_metrics(new)["memory_mb_batch1"], record_metrics(new)["memory_mb_batch32"]) == (3.0, 9.0)
-    assert math.isnan(record_metrics({"model": "y"})["image_auroc"])
+    assert m["memory_mb_batch1"] == m["memory_mb_batch32"] == 2.0
+    old = _record("x", 0.5, 0.6, [1.0], 1, 1.0, 2.0)
+    old.cost = Cost(peak_memory_mb=7.0)  # schema 1: one peak over both batch sizes
+    peak = record_metrics(old)
+    assert peak["memory_mb_batch1"] == peak["memory_mb_batch32"] == 7.0
+    empty = record_metrics(CellRecord("y", "failed", "y", "y", "s", "joint", 0))
+    assert math.isnan(empty["image_auroc"]) and math.isnan(empty["pixel_aupro"])
+    assert math.isnan(empty["train_s_per_epoch"])
 
 
 def test_compare_tables_ratios_and_status():
@@ -62,6 +73,10 @@ def test_compare_tables_ratios_and_status():
     assert s.loc["fastflow", "native"] == "ok"
     assert s.loc["uflow", "native"].startswith("failed: diverged")
     ff = metrics[metrics["model"] == "fastflow"].set_index("key")
+    assert list(ff.index) == ["image_auroc", "pixel_auroc", "pixel_aupro", "train_s_per_epoch",
+                              "latency_ms_p50", "memory_mb_batch1", "memory_mb_batch32",
+                              "params_trainable"]  # ACC of the table's summarised rows, costs
+    assert ff.loc["pixel_aupro", "metric"] == "AUPRO"  # labels from the metric table
     assert ff.loc["image_auroc", "native/reference"] == 0.9 / 0.8
     assert ff.loc["train_s_per_epoch", "native/reference"] == 0.5
     assert ff.loc["latency_ms_p50", "native/reference"] == 0.5
@@ -72,24 +87,43 @@ def test_compare_tables_ratios_and_status():
 
 
 def test_write_compare_markdown_and_plot(tmp_path: Path):
-    status, metrics = compare_tables(RECORDS, ["cflow", "fastflow", "csflow"], REGISTERED)
+    status, metrics = compare_records(RECORDS, ["cflow", "fastflow", "csflow"], REGISTERED)
     path = write_compare(status, metrics, tmp_path, {"scenario": "synthetic"})
     text = path.read_text()
     assert path == tmp_path / "compare.md"
     assert "not registered" in text and "| fastflow" in text
-    assert "0.900" in text and "0.800" in text and "1.12" in text  # AUROCs and their ratio
+    assert "| 90.0 " in text and "| 80.0 " in text and "1.12" in text  # points, and the ratio
     assert "—" in text  # the missing sides
-    assert (tmp_path / "plots" / "compare.png").stat().st_size > 1000
+    assert (tmp_path / "plots" / "compare.png").is_file()
+
+
+def test_compare_figure_draws_both_sides():
+    _, metrics = compare_tables(RECORDS, ["cflow", "fastflow"], REGISTERED)
+    fig = plots.compare_figure(metrics)
+    assert [ax.get_title() for ax in fig.axes] == list(dict.fromkeys(metrics["metric"]))
+    image, latency = fig.axes[0], fig.axes[4]
+    native, reference = (c for c in image.containers if isinstance(c, BarContainer))
+    assert [p.get_height() for p in native] == pytest.approx([0.0, 90.0])  # cflow native: none
+    assert [p.get_height() for p in reference] == pytest.approx([70.0, 80.0])  # points
+    lat = next(c for c in latency.containers if isinstance(c, BarContainer))
+    assert [p.get_height() for p in lat] == pytest.approx([0.0, 10.0])
+    assert [t.get_text() for t in image.get_xticklabels()] == ["cflow", "fastflow"]
+    assert [t.get_text() for t in image.get_legend().get_texts()] == ["native", "anomalib"]
+    plt.close(fig)
+
+
+def test_compared_models_are_those_with_a_reference():
+    assert compared_models(REGISTERED) == ["fastflow", "uflow"]
 
 
 def test_several_seeds_welch_and_seed_intervals():
     native = [0.90, 0.92, 0.91]
     reference = [0.80, 0.83, 0.78]
-    records = [dict(_record("fastflow", v, 0.9, [8.0], 4, 10.0, 500.0), seed=i)
+    records = [_record("fastflow", v, 0.9, [8.0], 4, 10.0, 500.0, seed=i)
                for i, v in enumerate(native)]
-    records += [dict(_record("anomalib.fastflow", v, 0.9, [8.0], 4, 10.0 + i, 500.0), seed=i)
+    records += [_record("anomalib.fastflow", v, 0.9, [8.0], 4, 10.0 + i, 500.0, seed=i)
                 for i, v in enumerate(reference)]
-    records.append(dict(_record("anomalib.fastflow", 0.5, 0.5, [1.0], 4, 1.0, 1.0, "failed"), seed=3))
+    records.append(_record("anomalib.fastflow", 0.5, 0.5, [1.0], 4, 1.0, 1.0, "failed", seed=3))
     status, metrics = compare_tables(records, ["fastflow"], REGISTERED)
     assert status.loc[0, "native"] == "ok"
     assert status.loc[0, "reference"].startswith("ok (3 of 4 seeds; failed: diverged")
@@ -102,7 +136,8 @@ def test_several_seeds_welch_and_seed_intervals():
     assert row["gap_test"] == "welch" and row["gap_p"] == pytest.approx(ref.pvalue)
     assert row["gap_significant"] == (ref.pvalue < 0.05)
     text = markdown(status, metrics)
-    assert f"0.910 s[{max(row['native_lo'], 0):.3f}, {min(row['native_hi'], 1):.3f}]" in text
+    lo, hi = max(row["native_lo"], 0) * 100, min(row["native_hi"], 1) * 100
+    assert f"91.0 s[{lo:.1f}, {hi:.1f}]" in text
     assert f"(Welch p={ref.pvalue:.2f})" in text
     lat = metrics.set_index("key").loc["latency_ms_p50"]
     assert lat["reference_interval"] == "seeds" and lat["gap_test"] == ""  # costs: no test
@@ -126,10 +161,11 @@ def test_single_seed_paired_bootstrap(tmp_path: Path):
     for model, (nat, ref) in pairs.items():
         for name, s in ((model, nat), (f"anomalib.{model}", ref)):
             _scores(tmp_path, name, s, labels)
-            records.append(dict(_record(name, roc_auc_score(labels, s), 0.9, [8.0], 4, 1.0, 1.0),
-                                cell_id=name, tasks=[["a"]], scores={"csv": f"scores/{name}.csv"}))
+            rec = _record(name, roc_auc_score(labels, s), 0.9, [8.0], 4, 1.0, 1.0)
+            rec.tasks, rec.scores = [["a"]], {"csv": f"scores/{name}.csv"}
+            records.append(rec)
     registered = {n for m in pairs for n in (m, f"anomalib.{m}")}
-    status, metrics = compare_tables(records, list(pairs), registered, tmp_path)
+    status, metrics = compare_records(records, list(pairs), registered, tmp_path)
     m = metrics.set_index(["model", "key"])
     # independent check: the same resamples, AUROC by sklearn one replicate at a time
     counts = stratified_counts(list(zip(["a"] * 24, np.array(labels, bool), strict=True)), 1000, 0)
@@ -151,7 +187,7 @@ def test_single_seed_paired_bootstrap(tmp_path: Path):
     uf = m.loc[("uflow", "image_auroc")]
     assert (uf["gap_lo"], uf["gap_hi"], uf["gap_significant"]) == (0.0, 0.0, False)
     text = markdown(status, metrics)
-    assert "no (paired bootstrap [+0.000, +0.000])" in text and "yes (paired bootstrap [" in text
+    assert "no (paired bootstrap [+0.0, +0.0])" in text and "yes (paired bootstrap [" in text
     assert math.isnan(m.loc[("uflow", "pixel_auroc"), "gap_lo"])  # no maps: pixel untested
 
 

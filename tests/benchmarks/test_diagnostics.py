@@ -42,8 +42,8 @@ def test_entropy_change_uses_old_tasks_only_split_by_label():
 def test_observer_freezes_groups_after_the_first_task(tiny_request):
     observer = DiagnosticObserver(freeze=("flow_level0",))
     request = dataclasses.replace(tiny_request)
-    [record] = run_grid(request, show_progress=False, observer=observer, resume=False)
-    assert record["status"] == "ok"
+    [record] = run_grid(request, show_progress=False, callbacks=[observer], resume=False)
+    assert record.ok
     first, second = observer.snapshots
     assert torch.equal(first["flow_level0"], second["flow_level0"])
     assert not torch.equal(first["flow_level1"], second["flow_level1"])

@@ -17,6 +17,7 @@ from sklearn.metrics import roc_auc_score
 from nfbench.benchmarks import statistics as st
 from nfbench.benchmarks.forgetting import summarize
 from nfbench.benchmarks.metrics import aupro, pixel_metrics
+from nfbench.benchmarks.record import CellRecord
 
 # --------------------------------------------------------------- seed interval
 
@@ -64,14 +65,16 @@ LABELS = np.array([0, 0, 1, 1, 0, 1, 0, 0])  # ties across labels at 0.35 and 0.
 
 def test_auroc_replicates_matches_sklearn_with_ties() -> None:
     ones = np.ones((1, SCORES.size))
-    assert st.auroc_replicates(SCORES, LABELS, ones)[0] == pytest.approx(roc_auc_score(LABELS, SCORES))
+    expected = roc_auc_score(LABELS, SCORES)
+    assert st.auroc_replicates(SCORES, LABELS, ones)[0] == pytest.approx(expected)
     assert roc_auc_score(LABELS, SCORES) == pytest.approx(12 / 15)  # 2.5 + 4.5 + 5 wins of 15 pairs
     y, s = [0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]  # all tied: 0.5
     assert st.auroc_replicates(s, y, np.ones((1, 4)))[0] == roc_auc_score(y, s) == 0.5
 
 
 def test_auroc_replicates_counts_equal_repeated_samples() -> None:
-    counts = np.array([[2, 0, 1, 3, 1, 0, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1], [0, 2, 1, 0, 2, 3, 0, 1]])
+    counts = np.array([[2, 0, 1, 3, 1, 0, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1],
+                       [0, 2, 1, 0, 2, 3, 0, 1]])
     got = st.auroc_replicates(SCORES, LABELS, counts)
     for row, value in zip(counts, got, strict=True):
         idx = np.repeat(np.arange(SCORES.size), row)
@@ -155,7 +158,11 @@ def test_summarize_replicates_matches_forgetting() -> None:
             assert got[k][b] == pytest.approx(ref[k], nan_ok=True), (b, k)
 
 
-def _write_cell(tmp: Path, rows: list[tuple]) -> tuple[Path, dict]:
+def _cell(scores: dict | None, tasks: list[list[str]] | None = None) -> CellRecord:
+    return CellRecord("c", "ok", "m", "m", "s", "finetune", 0, tasks=tasks or [], scores=scores)
+
+
+def _write_cell(tmp: Path, rows: list[tuple]) -> tuple[Path, CellRecord]:
     """A scores CSV (no maps) for one cell; rows = (after_task, task, class, label, score)."""
     (tmp / "scores").mkdir(parents=True, exist_ok=True)
     with open(tmp / "scores" / "c.csv", "w", newline="") as f:
@@ -165,7 +172,7 @@ def _write_cell(tmp: Path, rows: list[tuple]) -> tuple[Path, dict]:
         n = len({(r[1], r[2], i) for i, r in enumerate(rows) if r[0] == 0})
         for i, (t, k, c, y, s) in enumerate(rows):
             w.writerow([t, k, c, f"{c}/test/{i % n:03d}.png", y, True, s, i % n])
-    return tmp, {"scores": {"csv": "scores/c.csv"}, "tasks": [["a", "b"], ["c"]]}
+    return tmp, _cell({"csv": "scores/c.csv"}, [["a", "b"], ["c"]])
 
 
 def test_bootstrap_cell_task_figure_is_mean_of_classes(tmp_path: Path) -> None:
@@ -180,7 +187,8 @@ def test_bootstrap_cell_task_figure_is_mean_of_classes(tmp_path: Path) -> None:
     R = st.bootstrap_cell(cell, np.ones((1, 12)))["image_auroc"][0]
     y = np.array([r[2] for r in base])
     s = np.array([r[3] for r in base])
-    per = {c: roc_auc_score(y[i], s[i]) for c in "abc" if (i := [j for j, r in enumerate(base) if r[1] == c])}
+    per = {c: roc_auc_score(y[i], s[i]) for c in "abc"
+           if (i := [j for j, r in enumerate(base) if r[1] == c])}
     pooled = roc_auc_score(y[:8], s[:8])
     assert R[1, 0] == pytest.approx((per["a"] + per["b"]) / 2)  # MVTec convention
     assert R[1, 0] != pytest.approx(pooled)  # not the pooled ROC
@@ -192,8 +200,8 @@ def test_bootstrap_cell_task_figure_is_mean_of_classes(tmp_path: Path) -> None:
 
 
 def test_load_cell_scores_missing(tmp_path: Path) -> None:
-    assert st.load_cell_scores(tmp_path, {"scores": None}) is None
-    assert st.load_cell_scores(tmp_path, {"scores": {"csv": "scores/nope.csv"}}) is None
+    assert st.load_cell_scores(tmp_path, _cell(None)) is None
+    assert st.load_cell_scores(tmp_path, _cell({"csv": "scores/nope.csv"})) is None
 
 
 # --------------------------------------------------------------- comparisons

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import pandas as pd
 import pytest
 
 from nfbench.benchmarks.cli import main
+from nfbench.benchmarks.record import CellRecord, ErrorInfo, load_records
 from nfbench.benchmarks.tune_command import summarize_values, verdict
 
 FAST = ["--fastflow.epochs", "1", "--fastflow.flow-steps", "2", "--fastflow.batch-size", "2"]
@@ -38,12 +38,12 @@ def test_tune_prints_one_row_per_value_without_test_folders(tiny_data, tmp_path,
     assert list(table["lr"]) == ["1e-3", "3e-3"]
     assert (table["seeds"] == 2).all() and (table["failed"] == 0).all()
     assert table["image AUROC ACC"].between(0, 100).all()
-    cells = [json.loads(p.read_text()) for p in (tmp_path / "tune" / "cells").glob("*.json")]
+    cells, _ = load_records(tmp_path / "tune")
     assert len(cells) == 4  # 2 values x 2 seeds
     for record in cells:
-        assert record["status"] == "ok" and record["strategy"] == "joint"
-        assert record["config"]["lr"] in (1e-3, 3e-3) and record["config"]["epochs"] == 1
-        assert "cost" not in record or "latency_ms_p50" not in record["cost"]
+        assert record.ok and record.strategy == "joint"
+        assert record.config["lr"] in (1e-3, 3e-3) and record.config["epochs"] == 1
+        assert record.cost.latency_ms_p50 is None
     scores = pd.concat(pd.read_csv(p) for p in (tmp_path / "tune" / "scores").glob("*.csv"))
     assert all("/validation/" in p for p in scores["path"])  # scored on the split only
     assert len(set(scores["path"])) == 8  # 2 classes x (2 normals + 2 painted copies)
@@ -76,10 +76,12 @@ def test_unknown_model_is_one_line_and_exit_2(tmp_path, capsys):
     assert "unknown model 'nosuchmodel'" in capsys.readouterr().err
 
 
-def _records(image: list[float], failed: int = 0) -> list[dict]:
-    ok = [{"status": "ok", "summary": {"image_auroc": {"acc": v}, "pixel_auroc": {"acc": v}}}
-          for v in image]
-    return ok + [{"status": "failed", "summary": None}] * failed
+def _records(image: list[float], failed: int = 0) -> list[CellRecord]:
+    identity = dict(model="m", variant="m", scenario="s", strategy="joint", seed=0)
+    ok = [CellRecord(cell_id=f"c{i}", status="ok", **identity,
+                     summary={"image_auroc": {"acc": v}, "pixel_auroc": {"acc": v}})
+          for i, v in enumerate(image)]
+    return ok + [CellRecord.failed("f", ErrorInfo("E", "m"), **identity)] * failed
 
 
 def test_table_and_verdict_from_literal_records():

@@ -17,7 +17,8 @@ from nfbench.datasets.scenarios import (
 MVTEC = list(MVTEC_CLASSES)
 VISA = list(VISA_CLASSES)
 MVTEC_BASE10 = [
-    "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill", "screw",
+    "bottle", "cable", "capsule", "carpet", "grid", "hazelnut", "leather", "metal_nut", "pill",
+    "screw",
 ]  # fmt: skip
 VISA_BASE8 = [
     "candle", "capsules", "cashew", "chewinggum", "fryum", "macaroni1", "macaroni2", "pcb1",

@@ -1,0 +1,517 @@
+"""The report's text: the leaderboard and compare.md as GitHub markdown (pandas + tabulate).
+
+Works on the frames of ``data``/``intervals`` only. Scores are shown as their table row says
+(``MetricSpec.scale``/``decimals``: points, one decimal), as the mean over seeds with its 95%
+intervals: ``[a, b]`` a bootstrap over test images, ``s[a, b]`` a Student-t interval across
+seeds (rows with >= 2 seeds). Column headers come from the metric table, so a new summarised
+row gets its columns here without an edit.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from nfbench.benchmarks import statistics as st
+from nfbench.benchmarks.metrics import MetricSpec, metric_spec
+from nfbench.benchmarks.record import CellRecord
+from nfbench.benchmarks.report import data
+
+__all__ = ["compare_markdown", "fmt_ci", "fmt_count", "fmt_pm", "fmt_vs_best", "leaderboard",
+           "main_table", "scenario_section"]
+
+NA = "n/a"
+NO_MASKS = "n/a (no masks)"
+VS_BEST = "Δ img ACC vs best"
+Column = tuple[str, Callable[[pd.Series], str]]
+
+
+# ---------------------------------------------------------------- numbers
+
+
+def _decimals(x: float) -> int:
+    """Decimals for a cost figure: 0 from 100 up, 1 from 10 up, else 2."""
+    return 0 if abs(x) >= 100 else 1 if abs(x) >= 10 else 2
+
+
+def fmt_pm(mean: float, std: float = float("nan"), scale: float = 100.0,
+           decimals: int | None = 1) -> str:
+    """"93.1 ± 0.4" (mean, std times ``scale``); std omitted when NaN; "n/a" when mean is NaN.
+
+    ``decimals=None`` picks 0/1/2 decimals from the magnitude (cost figures).
+    """
+    if mean is None or not np.isfinite(mean):
+        return NA
+    m = mean * scale
+    d = _decimals(m) if decimals is None else decimals
+    text = f"{m:.{d}f}"
+    if std is not None and np.isfinite(std):
+        text += f" ± {std * scale:.{d}f}"
+    return text
+
+
+def _pair(lo: float | None, hi: float | None) -> bool:
+    return lo is not None and hi is not None and bool(np.isfinite(lo) and np.isfinite(hi))
+
+
+def fmt_ci(mean: float, seed: tuple[float, float] = (np.nan, np.nan),
+           boot: tuple[float, float] = (np.nan, np.nan), scale: float = 100.0,
+           decimals: int | None = 1, bounds: tuple[float, float] = (-np.inf, np.inf)) -> str:
+    """"81.3 [78.0, 84.5] s[76.0, 86.6]": mean, bootstrap interval over test images, interval
+    across seeds (each interval omitted where undefined); "n/a" when the mean is NaN.
+
+    The seed interval is clipped to ``bounds`` (a t-interval over 2 seeds can pass 100 points
+    of AUROC). ``decimals=None`` picks 0/1/2 decimals from the magnitude (cost figures).
+    """
+    if mean is None or not np.isfinite(mean):
+        return NA
+    m = mean * scale
+    d = _decimals(m) if decimals is None else decimals
+    text = f"{m:.{d}f}"
+    seed = tuple(np.clip(np.asarray(seed, dtype=float), *bounds))
+    for prefix, (lo, hi) in (("", boot), ("s", seed)):
+        if _pair(lo, hi):
+            text += f" {prefix}[{lo * scale:.{d}f}, {hi * scale:.{d}f}]"
+    return text
+
+
+def fmt_count(x: float) -> str:
+    """Parameter count as 1.23M / 45.6k / 789."""
+    if not np.isfinite(x):
+        return NA
+    return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.1f}k" if x >= 1e3 else f"{x:.0f}"
+
+
+def _get(r: pd.Series, col: str) -> float:
+    value = r.get(col, np.nan)
+    return float("nan") if value is None else float(value)
+
+
+def _ci(r: pd.Series, col: str, scale: float = 100.0, decimals: int | None = 1) -> str:
+    """Formatted mean with its bootstrap and seed intervals of aggregated column ``col``."""
+    seed = (_get(r, f"{col}__lo"), _get(r, f"{col}__hi"))
+    if data.bounds(col)[1] == np.inf and seed[0] == seed[1]:  # a cost measured once per variant
+        seed = (np.nan, np.nan)
+    boot = (_get(r, f"{col}__blo"), _get(r, f"{col}__bhi"))
+    return fmt_ci(_get(r, f"{col}__mean"), seed, boot, scale, decimals, data.bounds(col))
+
+
+def _score(spec: MetricSpec, stat: str) -> Callable[[pd.Series], str]:
+    """A row's <metric>_<stat> as the table row formats it (pixel: n/a without masks)."""
+    def cell(r: pd.Series) -> str:
+        if spec.level == "pixel" and r["no_masks"]:
+            return NO_MASKS
+        return _ci(r, f"{spec.key}_{stat}", spec.scale, spec.decimals)
+    return cell
+
+
+def fmt_p(p: float) -> str:
+    """A p-value as "p=0.12", or "p<0.001"."""
+    return "p<0.001" if p < 0.001 else f"p={p:.2f}"
+
+
+def fmt_vs_best(r: pd.Series) -> str:
+    """"best", "≈ -2.1 [-6.0, +1.5]" (not significant), "-9.8 [-14.2, -5.0]", "≈ -3.0 (Welch
+    p=0.20)", or "n/a" (no test possible), from ``intervals.with_versus_best``'s columns."""
+    if r["vs_best_is_best"]:
+        return "best"
+    if not np.isfinite(r["vs_best_diff"]):
+        return NA
+    spec = metric_spec(data.PRIMARY)
+    sig = r["vs_best_significant"]
+    mark = "? " if sig is None or sig != sig else "" if sig else "≈ "
+    d, s = spec.decimals, spec.scale
+    diff = f"{mark}{r['vs_best_diff'] * s:+.{d}f}"
+    if r["vs_best_method"] == "welch":
+        return f"{diff} (Welch {fmt_p(r['vs_best_p'])})"
+    return f"{diff} [{r['vs_best_lo'] * s:+.{d}f}, {r['vs_best_hi'] * s:+.{d}f}]"
+
+
+def table(df: pd.DataFrame) -> str:
+    """GitHub-markdown table (pipes in cells escaped)."""
+    df = df.map(lambda v: str(v).replace("|", "\\|").replace("\n", " "))
+    return df.to_markdown(index=False, tablefmt="github", disable_numparse=True)
+
+
+# ---------------------------------------------------------------- the leaderboard table
+
+
+def _pooled_shown(agg: pd.DataFrame, spec: MetricSpec) -> bool:
+    """A pooled row gets a column only where it differs from its per-class metric in some row
+    (a multi-class task); with one class per task it is the same number."""
+    base = data.pooled_base(spec)
+    nan = pd.Series(np.nan, index=agg.index)
+    a = agg.get(f"{spec.key}_acc__mean", nan).to_numpy(float)
+    b = agg.get(f"{base}_acc__mean", nan).to_numpy(float)
+    both = np.isfinite(a) & np.isfinite(b)
+    return bool((np.abs(a[both] - b[both]) > 1e-9).any())
+
+
+def _score_columns(agg: pd.DataFrame) -> list[Column]:
+    """ACC and FM of every summarised metric (BWT and the test against the best too for the
+    primary one); a pooled metric's ACC beside its per-class one, where they differ."""
+    specs = data.summarised()
+    pooled = [s for s in specs if s.pooled and _pooled_shown(agg, s)]
+    cols: list[Column] = []
+    for spec in (s for s in specs if not s.pooled):
+        cols.append((f"{spec.short} ACC", _score(spec, "acc")))
+        cols += [(f"{p.short} ACC", _score(p, "acc")) for p in pooled
+                 if data.pooled_base(p) == spec.key]
+        stats = ("fm", "bwt") if spec.key == data.PRIMARY else ("fm",)
+        cols += [(VS_BEST, fmt_vs_best)] if spec.key == data.PRIMARY else []
+        cols += [(f"{spec.short} {k.upper()}", _score(spec, k)) for k in stats]
+    return cols
+
+
+def _cost_columns(agg: pd.DataFrame) -> list[Column]:
+    kinds = sorted({k for ks in agg["memory_kind"].dropna() for k in str(ks).split("/") if k})
+    unit = f"MB, {kinds[0]}" if len(kinds) == 1 else "MB"
+
+    def mem(col: str) -> Callable[[pd.Series], str]:
+        def cell(r: pd.Series) -> str:
+            text = _ci(r, col, 1, None)
+            return text + f" ({r['memory_kind']})" if text != NA and len(kinds) > 1 else text
+        return cell
+
+    def cost(col: str) -> Callable[[pd.Series], str]:
+        return lambda r: _ci(r, col, 1, None)
+
+    return [("latency p50 (ms)", cost("latency_ms_p50")),
+            ("latency p95 (ms)", cost("latency_ms_p95")),
+            (f"mem batch 1 ({unit})", mem("memory_mb_batch1")),
+            ("throughput (img/s, batch 32)", cost("throughput_img_s")),
+            (f"mem batch 32 ({unit})", mem("memory_mb_batch32")),
+            ("train time (s)", cost("train_time_s_total")),
+            ("params", lambda r: fmt_count(_get(r, "params_total__mean")))]
+
+
+def _identity_columns() -> list[Column]:
+    return [("variant", lambda r: str(r["variant"]) + (" ‡" if r["batch_dependent"] else "")
+             + ("" if r.get("is_flow", True) else " (reference ceiling)")),
+            ("strategy", lambda r: r["strategy"] + (" [task-aware]" if r["task_aware"] else "")),
+            ("seeds", lambda r: f"{r['seeds']}"
+             + (f" (+{r['failed']} failed)" if r["failed"] else ""))]
+
+
+def main_table(agg: pd.DataFrame) -> str:
+    """The per-scenario leaderboard table (``agg`` carries the vs-best columns)."""
+    cols = _identity_columns() + _score_columns(agg) + _cost_columns(agg)
+    rows = [{name: cell(r) for name, cell in cols} for _, r in agg.iterrows()]
+    return table(pd.DataFrame(rows, columns=[name for name, _ in cols]))
+
+
+# ---------------------------------------------------------------- the other tables
+
+
+def per_class_tables(pc: pd.DataFrame, agg: pd.DataFrame, classes: list[str]) -> list[str]:
+    """One table per summarised metric: rows = classes (task order), columns = groups."""
+    pc = pc[pc["status"] == "ok"] if len(pc) else pc
+    if pc.empty:
+        return []
+    pc = pc.merge(agg[[*data.GROUP_KEYS, "label"]], on=data.GROUP_KEYS, how="left")
+    order = [lab for lab in agg["label"] if lab in set(pc["label"])]
+    present = set(pc["class_name"])
+    classes = [c for c in classes if c in present] + sorted(present - set(classes))
+    out = []
+    for spec in data.summarised():
+        if spec.key not in pc.columns or pc[spec.key].isna().all():
+            continue
+        piv = pc.pivot_table(index="class_name", columns="label", values=spec.key,
+                             aggfunc="mean", dropna=False)
+        piv = piv.reindex(index=classes, columns=order).map(spec.format)
+        out.append(f"**{spec.label}** (final evaluation, mean over seeds)\n\n"
+                   + table(piv.reset_index().rename(columns={"class_name": "class"})))
+    return out
+
+
+CALIBRATION = ("Thresholds are calibrated only on the normal training images the learner holds "
+               "after the last task (current task + replay buffer; joint: all classes), never on "
+               "test images.")
+
+
+def _rule_cell(r: pd.Series, rule: str) -> tuple[str, str]:
+    """(header, text) of one threshold rule: F1 with its interval across seeds, and
+    (precision / recall) where the rule reports them (the oracle reports F1 only)."""
+    name = rule[4:]
+    f1 = _ci(r, f"{rule}_f1")
+    if f"{rule}_precision__mean" not in r:
+        return f"{name} F1", f1
+    p, rc = fmt_pm(r[f"{rule}_precision__mean"]), fmt_pm(r[f"{rule}_recall__mean"])
+    return f"{name} F1 (P / R)", f"{f1} ({p} / {rc})"
+
+
+def thresholds_table(agg: pd.DataFrame) -> tuple[str, str] | None:
+    """(sentence on calibration, table): F1 (precision / recall) per automatic threshold rule,
+    next to the oracle F1-max; F1 with its interval across seeds where there are several.
+
+    The calibration set is named once when every row shares it, else in a column."""
+    cols = [c[:-6] for c in agg.columns if c.startswith("thr_") and c.endswith("__mean")]
+    rules = list(dict.fromkeys(re.sub(r"_(f1|precision|recall)$", "", c) for c in cols))
+    keep = agg[agg[[f"{c}__mean" for c in cols]].notna().any(axis=1)] if cols else agg.iloc[:0]
+    if keep.empty:
+        return None
+    cal = [c if isinstance(c, str) and c else NA for c in keep["calibration"]]
+    uniform = len(set(cal)) == 1
+    rows = []
+    for (_, r), c in zip(keep.iterrows(), cal, strict=True):
+        row = {"variant / strategy": r["label"]} | ({} if uniform else {"calibrated on": c})
+        rows.append(row | dict(_rule_cell(r, rule) for rule in rules))
+    sentence = CALIBRATION + (f" Every row: {cal[0]}." if uniform and cal[0] != NA else "")
+    return sentence, table(pd.DataFrame(rows))
+
+
+def not_run_table(cells: pd.DataFrame) -> str | None:
+    """Cells skipped on purpose (e.g. a strategy that repeats another), with the reason."""
+    skipped = cells[cells["status"] == "skipped"] if len(cells) else cells
+    if skipped.empty:
+        return None
+    rows = [{"variant": r["variant"], "scenario": r["scenario"], "strategy": r["strategy"],
+             "seed": r["seed"], "reason": str(r["skip_reason"] or NA)}
+            for _, r in skipped.iterrows()]
+    return table(pd.DataFrame(rows))
+
+
+def _int(v: object) -> str:
+    return NA if v is None or (isinstance(v, float) and np.isnan(v)) else str(int(v))
+
+
+def failed_table(cells: pd.DataFrame) -> str | None:
+    """Failed cells with error type, message, task and step."""
+    bad = cells[~cells["status"].isin(["ok", "skipped"])] if len(cells) else cells
+    if bad.empty:
+        return None
+    rows = [{"cell": r["cell_id"], "variant": r["variant"], "scenario": r["scenario"],
+             "strategy": r["strategy"], "seed": r["seed"], "status": r["status"],
+             "error": r["error_type"] or NA, "message": str(r["error_message"] or "")[:300],
+             "task": _int(r["error_task"]), "step": _int(r["error_step"])}
+            for _, r in bad.iterrows()]
+    return table(pd.DataFrame(rows))
+
+
+# ---------------------------------------------------------------- the leaderboard
+
+
+HOW_TO_READ = """\
+## How to read
+
+R[t, k] is a score on the test set of task k after training task t (T tasks). **ACC** is the
+mean of the final row (all tasks after the last one). **FM** (forgetting) is the mean over old
+tasks of the drop from their best earlier score to the final score (lower is better). **BWT**
+(backward transfer) is the mean over old tasks of final score minus the score just after
+learning the task (negative = forgetting). Entries for tasks not yet seen enter none of these.
+Scores are in points (x100), shown as the mean over seeds with 95% intervals (see the top of
+the report: `[a, b]` over test images, `s[a, b]` across seeds); "n/a" means undefined or not
+measured. The `joint` strategy trains once on all classes (the
+upper bound), so it has no FM/BWT ("n/a"). Evaluation is task-agnostic (no class or task id
+reaches the model) unless a strategy is marked [task-aware] (oracle class id given).
+A task with several classes scores the mean of its per-class figures (the MVTec convention);
+"pooled" columns, shown only where they differ, pool the task's images into one ROC.
+Latency is per image at batch 1, throughput at batch 32, train time summed over tasks; memory
+is given at batch 1 and at batch 32 (`cuda_max_allocated`: the GPU allocator's peak;
+`cpu_rss_over_backbone`: CPU memory over a backbone-only baseline in a fresh process;
+`cpu_peak_rss`, older records: the run's peak RSS over both batch sizes, shown in both).
+"""
+
+INTERVALS = (
+    "Intervals (95%): `[a, b]` is a bootstrap over test images ({n} replicates of the stored "
+    "per-sample scores; images resampled with replacement within each class and label; fixed "
+    "seed, so the report is reproducible; a multi-seed row averages its seeds' replicates, "
+    "drawn on the same images). `s[a, b]` is a Student-t interval across seeds (rows with >= 2 "
+    "seeds; clipped to the metric's range). The bootstrap covers ACC of all three metrics and "
+    "FM/BWT of image AUROC; pixel intervals use maps binned to {levels} quantile levels per "
+    "class, while every point estimate is exact."
+)
+SIGNIFICANCE = (
+    f"`{VS_BEST}`: the row's image ACC minus that of the scenario's best row, in points. "
+    "`≈` marks a difference that is not significant at the 5% level, i.e. inside the noise: "
+    "where both rows have >= 2 seeds, Welch's t-test across seeds (p shown); otherwise a paired "
+    "bootstrap, both rows recomputed on the same resampled test images, whose 95% interval of "
+    "the difference (shown) contains 0. Unmarked rows are significantly below the best; `?` "
+    "means the test was undefined; n/a means no per-sample scores to test with."
+)
+CEILING = (
+    "Rows marked (reference ceiling) are not normalizing flows (e.g. PatchCore, a nearest-"
+    "neighbour memory bank on the same features): the strongest simple baseline, shown for "
+    "scale. The best-row test ranks the flows only; a ceiling row is tested against the best "
+    "flow like any other row."
+)
+BATCH_DEPENDENT = (
+    "‡ This entry's scores depend on the other images in its batch (against the contract's rule "
+    "that a score is a function of its own image only), so its figures change with batch "
+    "composition and are not strictly comparable."
+)
+
+
+def _seeds_line(agg: pd.DataFrame) -> str:
+    run = agg.loc[agg["seeds"] > 0, "seeds"]
+    if run.empty or int(run.max()) <= 1:
+        return "1 seed: intervals are bootstrap over test images only; seeds were not varied."
+    lo, hi = int(run.min()), int(run.max())
+    return (f"Seeds per row: {lo if lo == hi else f'{lo} to {hi}'} (column `seeds`); rows "
+            "with one seed have the bootstrap interval only.")
+
+
+def _uniq(cells: pd.DataFrame, col: str) -> str:
+    return ", ".join(sorted({str(x) for x in cells[col].dropna()})) if len(cells) else NA
+
+
+def header(results_dir: Path, records: Sequence[CellRecord], cells: pd.DataFrame,
+           agg: pd.DataFrame) -> list[str]:
+    """Title, what was read (no clock time: the same results give the same text), and how
+    to read the intervals."""
+    status = cells["status"] if len(cells) else pd.Series(dtype=object)
+    n_ok, n_skip = int((status == "ok").sum()), int((status == "skipped").sum())
+    newest = max((r.created for r in records if r.created), default=None)
+    lines = ["# nfbench leaderboard", "",
+             f"Generated by `nfbench report` (nfbench.benchmarks.report) from `{results_dir}`"
+             + (f" (newest cell created {newest})" if newest else "")
+             + f": {len(cells)} cells ({n_ok} ok, {len(cells) - n_ok - n_skip} failed, "
+             f"{n_skip} not run).", "",
+             f"Scenario(s): {_uniq(cells, 'scenario') or NA}. Device(s): "
+             f"{_uniq(cells, 'device') or NA} (torch {_uniq(cells, 'torch') or NA}). "
+             f"Backbone(s): {_uniq(cells, 'backbone') or NA}.", ""]
+    if not records:
+        lines += [f"No records found in `{Path(results_dir) / 'cells'}`.", ""]
+    if not agg.empty:
+        lines += [_seeds_line(agg), "", INTERVALS.format(n=st.N_BOOT, levels=st.LEVELS), "",
+                  SIGNIFICANCE, ""]
+        lines += [BATCH_DEPENDENT, ""] if agg["batch_dependent"].any() else []
+        lines += [CEILING, ""] if not agg["is_flow"].all() else []
+    return lines
+
+
+def scenario_section(scenario: str, sub: pd.DataFrame, tasks: list[list[str]],
+                     pc: pd.DataFrame, plots: dict[str, str]) -> list[str]:
+    """One scenario: its tasks, leaderboard, per-class and threshold tables, plot links
+    ({title: path relative to the leaderboard})."""
+    lines = [f"## Scenario `{scenario}`", "",
+             f"T = {len(tasks)} tasks: " + " → ".join(", ".join(t) for t in tasks) + ".", ""]
+    no_masks = sorted({str(d) for d, n in zip(sub["dataset_name"], sub["no_masks"], strict=True)
+                       if n})
+    if no_masks:
+        lines += [f"Dataset {', '.join(f'`{d}`' for d in no_masks)} has no ground-truth masks, "
+                  "so pixel metrics were not measured (pixel columns: n/a (no masks)).", ""]
+    lines += [main_table(sub), ""]
+    classes = [c for t in tasks for c in t]
+    if tables := per_class_tables(pc, sub, classes):
+        lines += ["### Per class", "", *[t + "\n" for t in tables]]
+    if thr := thresholds_table(sub):
+        lines += ["### Automatic thresholds", "",
+                  "F1 (precision / recall) in points at each automatic threshold, final "
+                  "evaluation. " + thr[0], "", thr[1], ""]
+    if plots:
+        lines += ["### Plots", ""]
+        lines += [line for title, p in plots.items() for line in (f"![{title}]({p})", "")]
+    return lines
+
+
+def footer(cells: pd.DataFrame, notes: list[str]) -> list[str]:
+    """Cells not run and failed, notes, and how to read the report."""
+    lines = []
+    if not_run := not_run_table(cells):
+        lines += ["## Not run", "", "Cells skipped on purpose (not failures):", "", not_run, ""]
+    if failed := failed_table(cells):
+        lines += ["## Failed cells", "", failed, ""]
+    if notes:
+        lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
+    return lines + [HOW_TO_READ]
+
+
+def leaderboard(head: list[str], sections: list[list[str]], foot: list[str]) -> str:
+    return "\n".join([*head, *(line for s in sections for line in s), *foot])
+
+
+# ---------------------------------------------------------------- native vs reference
+
+DASH = "—"
+COMPARE_INTRO = (
+    "Reference entries are `anomalib.<model>`: anomalib's flow, loss and anomaly map on the "
+    "same frozen nfbench features (see models/reference/README.md). Training time per epoch "
+    "is total training time / (epochs x training phases). Latency and memory cover backbone "
+    "+ scoring, memory at batch 1 and at batch 32 (`cuda_max_allocated` on GPU; on CPU "
+    "`cpu_rss_over_backbone`, over a backbone-only baseline in a fresh process; older "
+    "records' `cpu_peak_rss` is the run's peak RSS, comparable only within one run). "
+    "Accuracy (ACC of each summarised metric) is in points (x100)."
+)
+COMPARE_INTERVALS = (
+    "95% intervals: `[a, b]` a bootstrap over test images ({n} resamples of the stored "
+    "per-sample scores within each class and label), `s[a, b]` a Student-t interval across "
+    "seeds where a side has several. `gap significant`: Welch's t-test across seeds (p < "
+    "0.05) where both sides have several seeds, else a paired bootstrap whose 95% interval "
+    "of native - reference, on the same resampled test images, excludes 0. \"no\" means "
+    "the gap is inside the noise. ‡ in the status: the entry's scores depend on its batch "
+    "mates."
+)
+
+
+def _accuracy_spec(key: str) -> MetricSpec | None:
+    """The table row of an accuracy figure of compare.md (None for a cost)."""
+    try:
+        return metric_spec(key)
+    except KeyError:
+        return None
+
+
+def _compare_value(value: float | None, key: str) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return DASH
+    if key == "params_trainable":
+        return f"{value / 1e6:.2f}M"
+    spec = _accuracy_spec(key)
+    return spec.format(value) if spec else f"{value:.3g}"
+
+
+def _with_interval(r: pd.Series, side: str) -> str:
+    """"90.0 [85.0, 94.0]" (bootstrap) or "90.0 s[85.0, 94.0]" (seeds) or "90.0"."""
+    text = _compare_value(r[side], r["key"])
+    kind = r.get(f"{side}_interval") or ""
+    lo, hi = r.get(f"{side}_lo", np.nan), r.get(f"{side}_hi", np.nan)
+    if text == DASH or not kind or not _pair(lo, hi):
+        return text
+    if _accuracy_spec(r["key"]):  # a t-interval over few seeds can pass the metric's range
+        lo, hi = max(lo, 0.0), min(hi, 1.0)
+    prefix = "s" if kind == "seeds" else ""
+    return f"{text} {prefix}[{_compare_value(lo, r['key'])}, {_compare_value(hi, r['key'])}]"
+
+
+def _gap(r: pd.Series) -> str:
+    """Whether native - reference is significant, with the test and its interval or p."""
+    spec = _accuracy_spec(r["key"])
+    sig = r.get("gap_significant")
+    if spec is None:
+        return DASH
+    if sig is None or (isinstance(sig, float) and np.isnan(sig)):
+        return NA
+    verdict = "yes" if sig else "no"
+    if r.get("gap_test") == "welch":
+        return f"{verdict} (Welch {fmt_p(r['gap_p'])})"
+    d, s = spec.decimals, spec.scale
+    return f"{verdict} (paired bootstrap [{r['gap_lo'] * s:+.{d}f}, {r['gap_hi'] * s:+.{d}f}])"
+
+
+def compare_markdown(status: pd.DataFrame, metrics: pd.DataFrame,
+                     context: dict | None = None) -> str:
+    """The compare.md text: context, status per model, then the metric table."""
+    metrics = metrics.copy()
+    for col in ("native_interval", "reference_interval", "gap_significant"):
+        if col not in metrics:
+            metrics[col] = None
+    rows = list(metrics.iterrows())
+    shown = pd.DataFrame({
+        "model": metrics["model"], "metric": metrics["metric"],
+        "native": [_with_interval(r, "native") for _, r in rows],
+        "reference": [_with_interval(r, "reference") for _, r in rows],
+        "native/reference": [_compare_value(v, "ratio") for v in metrics["native/reference"]],
+        "gap significant": [_gap(r) for _, r in rows],
+    })
+    lines = ["# Native vs anomalib reference", ""]
+    if context:
+        lines += [", ".join(f"{k}: {v}" for k, v in context.items()), ""]
+    lines += [COMPARE_INTRO, "", COMPARE_INTERVALS.format(n=st.N_BOOT), "", "## Status", "",
+              status.to_markdown(index=False), "", "## Metrics", "",
+              shown.to_markdown(index=False, disable_numparse=True), ""]
+    return "\n".join(lines)

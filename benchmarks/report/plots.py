@@ -1,0 +1,372 @@
+"""The report's figures (matplotlib, Agg backend), built from frames only: no file is read.
+
+Each function returns a Figure (or None when there is nothing to draw); ``files.save_figure``
+writes it. Inputs are what ``data`` computed: the per-scenario aggregate (one row per
+variant/strategy group, ``<col>__mean`` with its 95% intervals) and seed-mean R matrices.
+Scores are plotted in points (x100). Error bars are 95% intervals, never std: across seeds
+where a row has several, else the bootstrap over test images (where there is none, no bar).
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+from matplotlib.axes import Axes  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from nfbench.benchmarks.metrics import metric_spec  # noqa: E402
+from nfbench.benchmarks.report import data  # noqa: E402
+from nfbench.benchmarks.report.data import MapColumn, MapRow  # noqa: E402
+from nfbench.benchmarks.statistics import seed_interval  # noqa: E402
+
+__all__ = ["PLOT_NAMES", "acc_vs_latency", "anomaly_maps", "compare_figure", "forgetting_bars",
+           "memory_bars", "per_task_curves", "r_heatmaps", "state_per_task"]
+
+PLOT_NAMES = ("r_matrix_image_auroc", "acc_vs_latency", "forgetting", "per_task", "memory",
+              "state_per_task", "anomaly_maps")
+
+
+def _colors(labels: list[str]) -> dict[str, tuple]:
+    """One stable colour per group label."""
+    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
+    return {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
+
+
+def _err(mean: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """(2, n) asymmetric error-bar lengths for matplotlib; 0 where there is no interval."""
+    return np.nan_to_num(np.stack([mean - lo, hi - mean]).clip(min=0))
+
+
+def _col(agg: pd.DataFrame, name: str) -> np.ndarray:
+    """An aggregated column as floats (NaN where absent)."""
+    return agg.get(name, pd.Series(np.nan, index=agg.index)).to_numpy(float)
+
+
+def _label(metric: str) -> str:
+    return metric_spec(metric).label
+
+
+# ---------------------------------------------------------------- R matrices
+
+
+def _task_ticks(ax: Axes, T: int, names: list[str]) -> None:
+    """Integer task numbers (1..T) on y; class names on x where they fit, else numbers."""
+    x = names if len(names) == T and T <= 8 else [str(i + 1) for i in range(T)]
+    ax.set_xticks(range(T), x, rotation=45 if T > 3 else 0, ha="right" if T > 3 else "center",
+                  fontsize=8)
+    ax.set_yticks(range(T), [str(i + 1) for i in range(T)], fontsize=8)
+    ax.set_xlabel("evaluated on task k")
+    ax.set_ylabel("after training task t")
+
+
+def _heatmap(ax: Axes, m: np.ndarray, vmin: float, cmap: object) -> object:
+    """One R matrix, unseen entries (t < k) greyed out, values written where T <= 10."""
+    shown = np.where(np.tril(np.ones_like(m, dtype=bool)), m, np.nan)
+    im = ax.imshow(np.ma.masked_invalid(shown), cmap=cmap, vmin=vmin, vmax=100)
+    T = m.shape[0]
+    if T <= 10:
+        for (t, k), v in np.ndenumerate(shown):
+            if np.isfinite(v):
+                ax.text(k, t, f"{v:.1f}", ha="center", va="center", fontsize=8 if T <= 6 else 6.5,
+                        color="white" if v < vmin + 0.6 * (100 - vmin) else "black")
+    return im
+
+
+def r_heatmaps(mats: dict[str, np.ndarray], task_names: list[str],
+               metric: str = data.PRIMARY) -> Figure | None:
+    """One heatmap per group of R[t, k] (points); tasks not yet seen (t < k) greyed out."""
+    mats = {k: v for k, v in mats.items() if np.isfinite(v).any()}
+    if not mats:
+        return None
+    n, T = len(mats), next(iter(mats.values())).shape[0]
+    ncols = min(n, 3)
+    nrows = -(-n // ncols)
+    side = min(max(3.2, 0.45 * T + 1.6), 6.0)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(side * ncols + 0.8, side * nrows),
+                             squeeze=False, layout="constrained")
+    seen = np.concatenate([m[np.tril_indices(m.shape[0])] for m in mats.values()])
+    lo = float(np.nanmin(seen)) if np.isfinite(seen).any() else 0.0
+    vmin = max(0.0, min(90.0, np.floor(lo / 5) * 5))
+    cmap = plt.get_cmap("viridis").with_extremes(bad="#e6e6e6")
+    for ax, (lab, m) in zip(axes.flat, mats.items(), strict=False):
+        im = _heatmap(ax, m, vmin, cmap)
+        _task_ticks(ax, m.shape[0], task_names)
+        ax.set_title(lab, fontsize=10)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label=f"{_label(metric)} (points)")
+    fig.suptitle(f"R matrix, {_label(metric)} (mean over seeds; grey = not evaluated/unseen)",
+                 fontsize=11)
+    return fig
+
+
+def _curve(m: np.ndarray) -> np.ndarray:
+    """Mean over tasks seen so far (k <= t) after each task t."""
+    return np.array([data.nanmean(m[t, : t + 1]) for t in range(m.shape[0])])
+
+
+def _curve_interval(c: np.ndarray, per_seed: list[np.ndarray]) -> np.ndarray:
+    """(T, 2) 95% Student-t interval across seeds of each point of a curve (NaN: < 2 seeds)."""
+    if len(per_seed) < 2:
+        return np.full((len(c), 2), np.nan)
+    return np.array([seed_interval([p[t] for p in per_seed]) for t in range(len(c))])
+
+
+def _draw_curve(ax: Axes, lab: str, c: np.ndarray, ci: np.ndarray, color: tuple) -> None:
+    x = np.arange(1, len(c) + 1)
+    fin = np.isfinite(c)
+    err = _err(c, ci[:, 0], ci[:, 1])[:, fin]
+    single = fin.sum() == 1  # joint: one evaluation, drawn as a reference level
+    if single:
+        ax.axhline(c[fin][0], color=color, ls="--", lw=1.2)
+    ax.errorbar(x[fin], c[fin], yerr=err if np.isfinite(ci).any() else None,
+                fmt="*" if single else "o-", ms=12 if single else 6, color=color, capsize=3,
+                label=f"{lab} (single eval)" if single else lab)
+
+
+def per_task_curves(mats: dict[str, np.ndarray], metric: str = data.PRIMARY,
+                    seeds: dict[str, list[np.ndarray]] | None = None) -> Figure | None:
+    """Mean score over tasks seen so far (k <= t) after each task t, one line per group.
+
+    Where a group has several seeds (``seeds``: per-seed R matrices), each point carries the
+    95% Student-t interval across seeds of that seed's curve value.
+    """
+    curves = {lab: _curve(m) for lab, m in mats.items()}
+    curves = {k: v for k, v in curves.items() if np.isfinite(v).any()}
+    if not curves:
+        return None
+    colors = _colors(list(mats))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for lab, c in curves.items():
+        per_seed = [_curve(m) for m in (seeds or {}).get(lab, []) if m.shape == (len(c), len(c))]
+        _draw_curve(ax, lab, c, _curve_interval(c, per_seed), colors[lab])
+    ax.set_xticks(range(1, max(len(v) for v in curves.values()) + 1))
+    ax.set_xlabel("after training task t")
+    ax.set_ylabel(f"mean {_label(metric)} over tasks 1..t (points)")
+    several = seeds and any(len(v) > 1 for v in seeds.values())
+    ax.set_title("Per-task curve (class-incremental stream"
+                 + ("; bars: 95% interval across seeds)" if several else ")"))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+# ---------------------------------------------------------------- aggregate rows
+
+
+def _pareto(lat: np.ndarray, acc: np.ndarray, ok: np.ndarray) -> list[int]:
+    """Rows on the Pareto front (no other row is both faster and better)."""
+    front, best = [], -np.inf
+    for i in sorted(np.flatnonzero(ok), key=lambda i: (lat[i], -acc[i])):
+        if acc[i] > best:
+            front.append(i)
+            best = acc[i]
+    return front
+
+
+def acc_vs_latency(agg: pd.DataFrame) -> Figure | None:
+    """Primary ACC vs latency p50 per group, with the Pareto front (faster and better).
+
+    Error bars: 95% intervals of ACC (seeds, else test-image bootstrap) and of latency (seeds).
+    """
+    spec = metric_spec(data.PRIMARY)
+    acc, acc_lo, acc_hi = data.interval(agg, f"{spec.key}_acc")
+    lat, lat_lo, lat_hi = data.interval(agg, "latency_ms_p50")
+    ok = np.isfinite(acc) & np.isfinite(lat)
+    if not ok.any():
+        return None
+    colors = _colors(list(agg["label"]))
+    yerr, xerr = _err(acc, acc_lo, acc_hi) * spec.scale, _err(lat, lat_lo, lat_hi)
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    for i in np.flatnonzero(ok):
+        lab = agg["label"].iloc[i]
+        ax.errorbar(lat[i], acc[i] * spec.scale, xerr=xerr[:, i : i + 1], yerr=yerr[:, i : i + 1],
+                    fmt="o", ms=7, color=colors[lab], capsize=3, label=lab)
+    front = _pareto(lat, acc, ok)
+    ax.step(lat[front], acc[front] * spec.scale, where="post", ls="--", color="0.4", lw=1.2,
+            label="Pareto front", zorder=0)
+    if lat[ok].min() > 0 and lat[ok].max() / lat[ok].min() > 20:
+        ax.set_xscale("log")
+    ax.set_xlabel("latency p50 (ms / image, batch 1)")
+    ax.set_ylabel(f"{spec.label} ACC (points, 95% interval)")
+    ax.set_title("Accuracy vs latency (up and left is better)")
+    ax.grid(alpha=0.3)
+    ax.margins(x=0.15, y=0.15)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+def _hbars(ax: Axes, labels: list[str], mean: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+           colors: dict, fmt: str = "{:.1f}") -> None:
+    """Horizontal bars with 95%-interval error bars and value labels; NaN bars written n/a."""
+    y = np.arange(len(labels))
+    err = _err(mean, lo, hi)
+    ax.barh(y, np.nan_to_num(mean), xerr=err, color=[colors[lab] for lab in labels], capsize=3,
+            height=0.6)
+    span = np.nanmax(np.abs(mean) + err[1]) if np.isfinite(mean).any() else 1.0
+    for yi, v, up in zip(y, mean, err[1], strict=True):
+        text = "n/a" if not np.isfinite(v) else fmt.format(v)
+        x = max(v + up, 0) if np.isfinite(v) else 0  # right of the error bar
+        ax.text(x + 0.02 * (span or 1), yi, text, va="center", fontsize=8)
+    ax.set_yticks(y, labels, fontsize=8)
+    if not ax.yaxis_inverted():  # panels share y: inverting each would flip it back
+        ax.invert_yaxis()
+    ax.grid(axis="x", alpha=0.3)
+    ax.margins(x=0.2)
+
+
+def _bar_panels(labels: list[str], n: int, width: float) -> tuple[Figure, np.ndarray]:
+    return plt.subplots(1, n, figsize=(width * n + 2, 0.45 * len(labels) + 1.6), sharey=True,
+                        squeeze=False)
+
+
+def forgetting_bars(agg: pd.DataFrame) -> Figure | None:
+    """FM (points) per group, one panel per summarised metric that has any."""
+    specs = [s for s in data.summarised()
+             if not s.pooled and np.isfinite(_col(agg, f"{s.key}_fm__mean")).any()]
+    if not specs:
+        return None
+    labels = list(agg["label"])
+    colors = _colors(labels)
+    fig, axes = _bar_panels(labels, len(specs), 3.6)
+    for ax, spec in zip(axes[0], specs, strict=True):
+        mean, lo, hi = data.interval(agg, f"{spec.key}_fm")
+        _hbars(ax, labels, mean * spec.scale, lo * spec.scale, hi * spec.scale, colors)
+        ax.set_title(f"FM, {spec.label}", fontsize=10)
+        ax.set_xlabel("forgetting (points, lower is better)")
+        ax.axvline(0, color="0.3", lw=0.8)
+    fig.suptitle("Forgetting per variant / strategy (joint: n/a; bars: 95% intervals)",
+                 fontsize=11)
+    return fig
+
+
+MEMORY_TITLES = {"memory_mb_batch1": "batch 1", "memory_mb_batch32": "batch 32",
+                 "peak_memory_mb": "peak"}
+
+
+def memory_bars(agg: pd.DataFrame) -> Figure | None:
+    """Memory (MB) per group at batch 1 and at batch 32 (older records: their one peak in
+    both), with the kind of measurement in the axis label and 95% intervals across seeds."""
+    cols = [c for c in ("memory_mb_batch1", "memory_mb_batch32")
+            if np.isfinite(_col(agg, f"{c}__mean")).any()]
+    if not cols and np.isfinite(_col(agg, "peak_memory_mb__mean")).any():
+        cols = ["peak_memory_mb"]
+    if not cols:
+        return None
+    labels = list(agg["label"])
+    kinds = sorted({k for ks in agg["memory_kind"].dropna() for k in str(ks).split("/") if k})
+    fig, axes = _bar_panels(labels, len(cols), 5)
+    for ax, col in zip(axes[0], cols, strict=True):
+        _hbars(ax, labels, *data.interval(agg, col), _colors(labels), fmt="{:.0f} MB")
+        ax.set_title(f"memory, {MEMORY_TITLES[col]}", fontsize=10)
+        ax.set_xlabel(f"MB ({', '.join(kinds) or 'kind unknown'})")
+    fig.suptitle("Memory per variant / strategy", fontsize=11)
+    return fig
+
+
+# ---------------------------------------------------------------- anomaly maps
+
+
+def state_per_task(states: dict[str, np.ndarray]) -> Figure | None:
+    """The model's state (MB) after each task, one line per group: a memory bank that keeps
+    every task grows; a flow stays flat."""
+    states = {lab: s for lab, s in states.items() if len(s) > 1}  # joint trains once
+    if not states:
+        return None
+    colors = _colors(list(states))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for lab, s in states.items():
+        ax.plot(np.arange(1, len(s) + 1), s, "o-", color=colors[lab], label=lab)
+    ax.set_xticks(range(1, max(len(s) for s in states.values()) + 1))
+    ax.set_xlabel("after training task t")
+    ax.set_ylabel("model state: parameters + buffers (MB)")
+    ax.set_title("Memory per task (a memory bank grows, a flow does not)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig
+
+
+def _input_panel(ax: Axes, row: MapRow) -> None:
+    if row.image is None:
+        ax.text(0.5, 0.5, "image\nnot found", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.imshow(row.image)
+    ax.set_ylabel(row.label, fontsize=8)
+
+
+def _mask_panel(ax: Axes, row: MapRow) -> None:
+    if row.mask is not None:
+        ax.imshow(row.mask, cmap="gray", vmin=0, vmax=1)
+    else:  # a black panel would read as "no defect": say that the ground truth is missing
+        ax.set_facecolor("0.85")
+        ax.text(0.5, 0.5, "no mask", ha="center", va="center", fontsize=9,
+                transform=ax.transAxes)
+
+
+def _map_panel(ax: Axes, row: MapRow, col: MapColumn, m: np.ndarray | None) -> None:
+    if m is None:
+        ax.text(0.5, 0.5, "not in\nthis cell", ha="center", va="center", transform=ax.transAxes)
+        return
+    if row.image is not None and row.image.shape[:2] == m.shape:
+        ax.imshow(row.image)
+    ax.imshow(np.clip((m - col.lo) / (col.hi - col.lo), 0, 1), cmap="jet", vmin=0, vmax=1,
+              alpha=0.55 if row.image is not None else 1.0)
+    mask = row.mask
+    if mask is not None and mask.shape == m.shape and mask.any():
+        ax.contour(mask.astype(float), levels=[0.5], colors="white", linewidths=0.8)
+
+
+def anomaly_maps(rows: list[MapRow], cols: list[MapColumn]) -> Figure:
+    """Rows = the same anomalous test images; columns = input, ground truth, then one map per
+    variant (its final evaluation over the input, scaled per variant to its colour range)."""
+    nc = 2 + len(cols)
+    fig, axes = plt.subplots(len(rows), nc, figsize=(2.1 * nc, 2.2 * len(rows)), squeeze=False)
+    for i, row in enumerate(rows):
+        _input_panel(axes[i, 0], row)
+        _mask_panel(axes[i, 1], row)
+        for j, col in enumerate(cols):
+            _map_panel(axes[i, 2 + j], row, col, col.maps[i])
+    for title, ax in zip(["input", "ground truth", *(c.title for c in cols)], axes[0],
+                         strict=True):
+        ax.set_title(title, fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("Anomaly maps, final evaluation (white contour = ground truth)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- native vs reference
+
+
+def _yerr(part: pd.DataFrame, side: str, scale: float) -> np.ndarray | None:
+    """(2, n) error-bar lengths from a side's 95% interval (0 where it has none)."""
+    if f"{side}_lo" not in part:
+        return None
+    mean = part[side].to_numpy(float)
+    return _err(mean, part[f"{side}_lo"].to_numpy(float),
+                part[f"{side}_hi"].to_numpy(float)) * scale
+
+
+def compare_figure(metrics: pd.DataFrame) -> Figure:
+    """One panel per compared figure: native vs reference bars per model, 95% intervals as
+    error bars; accuracy (the summarised metrics' ACC) in points."""
+    keys = list(dict.fromkeys(metrics["key"]))
+    fig, axes = plt.subplots(1, len(keys), figsize=(3.2 * len(keys), 3.2), squeeze=False)
+    for ax, key in zip(axes[0], keys, strict=True):
+        part = metrics[metrics["key"] == key]
+        scale = metric_spec(key).scale if key in {s.key for s in data.summarised()} else 1.0
+        x = np.arange(len(part))
+        for side, dx, name in (("native", -0.2, "native"), ("reference", 0.2, "anomalib")):
+            ax.bar(x + dx, part[side].fillna(0) * scale, 0.4, yerr=_yerr(part, side, scale),
+                   capsize=2, label=name)
+        ax.set_xticks(x, part["model"], rotation=30)
+        ax.set_title(str(part["metric"].iloc[0]), fontsize=9)
+    axes[0, 0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig

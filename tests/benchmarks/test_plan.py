@@ -1,0 +1,48 @@
+"""`nfbench plan`: the estimate of a grid's time is within a factor 2 of a real run."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import pytest
+
+from nfbench.benchmarks.cli import main
+from nfbench.benchmarks.plan import placeholder_dataset, plan
+from nfbench.benchmarks.runner import run_grid
+from nfbench.datasets.sizes import MVTEC_AD, class_sizes
+
+pytestmark = pytest.mark.slow
+
+
+def test_estimate_is_within_a_factor_2_of_a_real_run(tiny_request):
+    request = dataclasses.replace(
+        tiny_request, models=["fastflow", "uflow"], strategies=["finetune", "joint"],
+        input_size=128, measure_cost=True,
+        model_overrides={"fastflow": {"epochs": 6, "batch_size": 3},
+                         "uflow": {"epochs": 6, "batch_size": 3}})
+    table, totals = plan(request)
+    assert len(table) == 4 and set(table["strategy"]) == {"finetune", "joint"}
+    start = time.perf_counter()
+    records = run_grid(request, show_progress=False)
+    measured = time.perf_counter() - start
+    assert all(r.ok for r in records)
+    ratio = totals["total_s"] / measured
+    print(f"plan {totals['total_s']:.1f} s, real {measured:.1f} s, ratio {ratio:.2f}")
+    assert 0.5 <= ratio <= 2.0
+
+
+def test_known_sizes_and_placeholders_need_no_data(tmp_path):
+    sizes = class_sizes("mvtec", None, tmp_path)
+    assert sum(n for n, _ in sizes.values()) == 3629 and sum(n for _, n in sizes.values()) == 1725
+    assert sizes == MVTEC_AD
+    dataset = placeholder_dataset("mvtec", sizes)
+    assert len(dataset["bottle"].train) == 209 and len(dataset["zipper"].test) == 151
+
+
+def test_plan_command_prints_a_total(capsys):
+    code = main(["plan", "--model", "fastflow", "--strategy", "finetune", "--scenario",
+                 "mvtec:3x5", "--input-size", "64", "--fastflow.epochs", "1", "--no-cost"])
+    out = capsys.readouterr().out
+    assert code == 0 and "3 cells" not in out  # one model, one strategy, one seed: 1 cell
+    assert "1 cells, about" in out and "CPU-hours" in out
