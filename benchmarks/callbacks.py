@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from nfbench.benchmarks.cost import measure_cost
-from nfbench.benchmarks.evaluate import EvalSet, score_all
+from nfbench.benchmarks.evaluate import EvalSet, score_all, scoring_precision
 from nfbench.benchmarks.record import CellRecord
 from nfbench.benchmarks.thresholds import threshold_report
 from nfbench.datasets.base import Dataset, Sample
@@ -42,6 +42,8 @@ class CellEnv:
     device: torch.device
     show_progress: bool = True
     concurrent_cells: int = 1  # cells running at once in this grid (parallel workers)
+    eval_batch_size: int = 32  # images per scoring call (larger keeps a GPU busy)
+    autocast: str = "none"  # "bf16": scoring under bfloat16 autocast (opt-in)
 
     def class_ids(self, samples: list[Sample]) -> torch.Tensor:
         """Global class ids: a class's position in the scenario's class order."""
@@ -100,25 +102,33 @@ class Thresholds(Callback):
             held = ctx.held
             ids = ctx.env.class_ids(held) if ctx.spec.task_aware else None
             features = ctx.env.cache.features(held, desc="train scores")
-            _, train_scores = score_all(ctx.model, features, ids, ctx.env.device)
+            _, train_scores = score_all(ctx.model, features, ids, ctx.env.device,
+                                        ctx.env.eval_batch_size, ctx.env.autocast)
             ctx.record.thresholds = threshold_report(
                 ctx.model, train_scores, ctx.scores, ctx.test.labels, ctx.test_features)
         ctx.record.threshold_calibration = {"source": ctx.strategy.holds, "images": len(held)}
 
 
+def _cost_key(record: CellRecord) -> tuple[str, float]:
+    """What inference cost depends on: the model variant and the size its state ended at
+    (a memory bank or class table grows by strategy; a flow's size does not)."""
+    state = record.cost.state_mb[-1] if record.cost.state_mb else 0.0
+    return record.variant, round(state, 3)
+
+
 class InferenceCost(Callback):
-    """Latency, throughput and memory, measured once per model variant and strategy in a
-    process: they depend on the model, its settings and what the strategy made it grow
-    (a memory bank, a class table), not on the seed, so later seeds reuse the figures and name
+    """Latency, throughput and memory, measured once per model variant and final state size in
+    a process: they depend on the model, its settings and what the strategy made it grow,
+    not on the seed or (for a flow) the strategy, so later cells reuse the figures and name
     the cell that measured them. With parallel workers the record says how many cells ran at
     once while it was measured: such latencies are not those of a quiet machine."""
 
     def __init__(self) -> None:
-        self.measured: dict[tuple[str, str], dict] = {}
+        self.measured: dict[tuple[str, float], dict] = {}
 
     def remember(self, record: CellRecord) -> None:
         figures = record.cost.inference()
-        key = (record.variant, record.strategy)
+        key = _cost_key(record)
         if record.ok and "latency_ms_p50" in figures and key not in self.measured:
             source = record.cost.cost_measured_in or record.cell_id
             self.measured[key] = {**figures, "cost_measured_in": source,
@@ -128,10 +138,11 @@ class InferenceCost(Callback):
         record = ctx.record
         if not record.ok or not ctx.spec.measure_cost:
             return
-        shared = self.measured.get((record.variant, record.strategy))
+        shared = self.measured.get(_cost_key(record))
         if shared is None:
             with ctx.timed("cost"):
-                shared = measure_cost(ctx.env.cache.backbone, ctx.model, ctx.env.device)
+                with scoring_precision(ctx.env.device, ctx.env.autocast):
+                    shared = measure_cost(ctx.env.cache.backbone, ctx.model, ctx.env.device)
             shared["concurrent_cells"] = ctx.env.concurrent_cells
         for key, value in shared.items():
             setattr(record.cost, key, value)

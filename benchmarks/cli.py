@@ -68,6 +68,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip the latency/memory measurement")
     parser.add_argument("--retry-failed", action="store_true", default=None)
     parser.add_argument("--workers", type=int, help="cells in N parallel processes (default 1)")
+    parser.add_argument("--eval-batch-size", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--autocast", choices=("none", "bf16"), help=argparse.SUPPRESS)
     add_slurm_arguments(parser)
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when any cell failed (CI, make gpu-check)")

@@ -6,6 +6,7 @@ every figure can be recomputed exactly from the stored per-sample scores.
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,6 +42,19 @@ def to_float16(maps: np.ndarray) -> np.ndarray:
     return np.where(finite, np.clip(maps, -FLOAT16_MAX, FLOAT16_MAX), maps).astype(np.float16)
 
 
+AUTOCAST = ("none", "bf16")
+
+
+def scoring_precision(device: torch.device, autocast: str = "none"):
+    """The context scoring runs in: full precision, or bfloat16 autocast (opt-in; measured
+    against float32 for every native flow in tests/benchmarks/test_evaluate.py)."""
+    if autocast not in AUTOCAST:
+        raise ValueError(f"unknown autocast {autocast!r} ({'|'.join(AUTOCAST)})")
+    if autocast == "none":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
 @torch.no_grad()
 def score_all(
     model: FlowADModel,
@@ -48,6 +62,7 @@ def score_all(
     class_ids: torch.Tensor | None,
     device: torch.device,
     batch_size: int = 32,
+    autocast: str = "none",
 ) -> tuple[np.ndarray, np.ndarray]:
     """(maps float16 (N, H, W), image scores float64 (N,))."""
     model.eval()
@@ -56,7 +71,8 @@ def score_all(
     for lo in range(0, n, batch_size):
         feats = [f[lo : lo + batch_size].to(device) for f in features]
         ids = None if class_ids is None else class_ids[lo : lo + batch_size].to(device)
-        out = model.score(feats, ids)
+        with scoring_precision(device, autocast):
+            out = model.score(feats, ids)
         maps.append(to_float16(out.maps.float().cpu().numpy()))
         scores.append(out.image_scores.double().cpu().numpy())
     return np.concatenate(maps), np.concatenate(scores)
@@ -72,7 +88,7 @@ def metrics_for(
         return result | {"pixel_auroc": np.nan, "pixel_aupro": np.nan, "pixel_ap": np.nan}
     pixel_index = index[(test.labels[index] == 0) | test.has_mask[index]]
     result.update(
-        pixel_metrics(maps[pixel_index].astype(np.float32), test.masks[pixel_index])
+        pixel_metrics(maps[pixel_index], test.masks[pixel_index])
     )
     return result
 

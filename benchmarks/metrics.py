@@ -63,8 +63,10 @@ def image_ap(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def _check_maps(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return (N,H,W) float maps and bool masks; a single (H,W) pair is promoted."""
-    m = np.asarray(maps, dtype=np.float64)
+    """Return (N,H,W) float maps (float16 kept as is, other types as float64) and bool masks;
+    a single (H,W) pair is promoted."""
+    m = np.asarray(maps)
+    m = m if m.dtype == np.float16 else m.astype(np.float64)
     g = np.asarray(masks).astype(bool)
     if m.ndim == 2 and g.ndim == 2:
         m, g = m[None], g[None]
@@ -75,43 +77,64 @@ def _check_maps(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.nda
     return m, g
 
 
-def pro_curve(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Exact (FPR, PRO) curve over every distinct score, from (0, 0) to (1, 1).
+HALF_BINS = 1 << 16
 
-    Point i is the operating point of threshold "score >= v_i" for the distinct
-    values v_0 > v_1 > ... . PRO at a threshold is the mean over regions of the
-    covered fraction, i.e. a sum over covered anomalous pixels of the weight
-    1 / (n_regions * |region|); FPR is a count over normal pixels. Sorting the
-    pixels once turns both into cumulative sums, so no loop over thresholds.
-    """
-    m, g = _check_maps(maps, masks)
+
+def float16_keys(values: np.ndarray) -> np.ndarray | None:
+    """Each value's rank among all float16 numbers (0..65535, order-preserving), or None when
+    some value is not exactly a float16. The harness stores maps as float16, so every pixel
+    metric can count pixels per possible value (np.bincount, linear time) instead of sorting
+    millions of pixels: the same thresholds, so the same exact figures."""
+    half = values if values.dtype == np.float16 else values.astype(np.float16)
+    if half is not values and not np.array_equal(half, values):
+        return None
+    bits = (half + np.float16(0)).view(np.uint16).astype(np.int64)  # -0.0 becomes +0.0
+    return np.where(bits & 0x8000, 0xFFFF - bits, bits | 0x8000)
+
+
+def _key_values(keys: np.ndarray) -> np.ndarray:
+    """The float16 values of rank keys (the inverse of float16_keys), as float64."""
+    bits = np.where(keys & 0x8000, keys & 0x7FFF, 0xFFFF - keys).astype(np.uint16)
+    return bits.view(np.float16).astype(np.float64)
+
+
+def _regions(g: np.ndarray) -> tuple[np.ndarray, int]:
+    """Connected defect regions (8-connectivity), numbered globally over images (0: normal)."""
     labels = np.empty(g.shape, dtype=np.int32)
     offset = 0
     for i in range(g.shape[0]):  # regions are per image; number them globally
         lab, n = ndimage.label(g[i], structure=_STRUCTURE_8)
         labels[i] = np.where(lab > 0, lab + offset, 0)
         offset += n
-    n_regions = offset
-    n_normal = int((~g).sum())
-    if n_regions == 0 or n_normal == 0:
-        return np.array([0.0, NAN]), np.array([0.0, NAN])
+    return labels.ravel(), offset
 
-    lab_flat = labels.ravel()
-    sizes = np.bincount(lab_flat, minlength=n_regions + 1).astype(np.float64)
-    pro_weight = np.zeros(n_regions + 1)
-    pro_weight[1:] = 1.0 / (n_regions * sizes[1:])
 
-    order = np.argsort(m.ravel())[::-1]  # descending score; ties are grouped below
-    s_sorted = m.ravel()[order]
-    lab_sorted = lab_flat[order]
+def pro_curve(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Exact (FPR, PRO) curve over every distinct score, from (0, 0) to (1, 1) (see
+    PixelData.pro_curve)."""
+    return PixelData(maps, masks).pro_curve()
+
+
+def _cumulative_by_sorting(s: np.ndarray, lab: np.ndarray,
+                           weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(false positives, PRO) at each distinct score, descending: one sort of the pixels."""
+    order = np.argsort(s)[::-1]  # descending score; ties are grouped below
+    s_sorted, lab_sorted = s[order], lab[order]
     fp_cum = np.cumsum(lab_sorted == 0, dtype=np.int64)
-    pro_cum = np.cumsum(pro_weight[lab_sorted])
+    pro_cum = np.cumsum(weight[lab_sorted])
     # Last index of each group of equal scores = operating point of that threshold.
     last = np.flatnonzero(np.append(s_sorted[1:] != s_sorted[:-1], True))
-    fpr = fp_cum[last] / n_normal
-    pro = np.clip(pro_cum[last], 0.0, 1.0)  # clip float drift from the cumsum
-    pro[-1] = 1.0  # lowest threshold covers every pixel; remove rounding residue
-    return np.concatenate(([0.0], fpr)), np.concatenate(([0.0], pro))
+    return fp_cum[last], pro_cum[last]
+
+
+def _cumulative_by_counting(keys: np.ndarray, lab: np.ndarray,
+                            weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The same, per float16 value present: pixels counted per value, no sort."""
+    normal = lab == 0
+    fp = np.bincount(keys[normal], minlength=HALF_BINS)[::-1]
+    pro = np.bincount(keys, weights=weight[lab], minlength=HALF_BINS)[::-1]
+    present = (np.bincount(keys, minlength=HALF_BINS)[::-1] > 0)
+    return np.cumsum(fp, dtype=np.int64)[present], np.cumsum(pro)[present]
 
 
 def _area_up_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
@@ -127,27 +150,25 @@ def _area_up_to(x: np.ndarray, y: np.ndarray, x_max: float) -> float:
 
 
 def aupro(maps: np.ndarray, masks: np.ndarray, fpr_limit: float = 0.3) -> float:
-    """Area under the PRO curve for FPR in [0, fpr_limit], divided by fpr_limit.
-
-    Normalising makes a perfect detector score 1.0 whatever the limit. NaN when
-    there is no anomalous region or no normal pixel.
-    """
-    if not 0.0 < fpr_limit <= 1.0:
-        raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
-    fpr, pro = pro_curve(maps, masks)
-    if np.isnan(fpr[-1]):
-        return NAN
-    return _area_up_to(fpr, pro, fpr_limit) / fpr_limit
+    """Area under the PRO curve for FPR in [0, fpr_limit], divided by fpr_limit (see
+    PixelData.aupro)."""
+    return PixelData(maps, masks).aupro(fpr_limit)
 
 
 class PixelData:
-    """Maps and masks of the images one pixel metric is computed over. The distinct
-    (score, label) pairs that the ROC and PR metrics share are computed once."""
+    """Maps and masks of the images one pixel metric is computed over. What several metrics
+    share is computed once: the float16 value ranks of the pixels, the distinct
+    (score, label) pairs of the ROC and PR metrics, the defect regions of AUPRO."""
 
     def __init__(self, maps: np.ndarray, masks: np.ndarray) -> None:
         self.maps, self.masks = _check_maps(maps, masks)
         labels = self.masks.ravel()
         self.defined = bool(labels.any() and not labels.all())
+
+    @cached_property
+    def keys(self) -> np.ndarray | None:
+        """float16 value ranks of the pixels (None when the maps are not float16 values)."""
+        return float16_keys(self.maps.ravel())
 
     @cached_property
     def pairs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -157,12 +178,62 @@ class PixelData:
         distinct pair by its count gives exactly the values of the full pixel list; with
         float16 maps this shrinks millions of pixels to at most ~2 x 65k rows.
         """
-        s, y = self.maps.ravel(), self.masks.ravel()
-        pos, pos_n = np.unique(s[y], return_counts=True)
-        neg, neg_n = np.unique(s[~y], return_counts=True)
+        y = self.masks.ravel()
+        if self.keys is None:
+            s = self.maps.ravel()
+            pos, pos_n = np.unique(s[y], return_counts=True)
+            neg, neg_n = np.unique(s[~y], return_counts=True)
+        else:  # counted per float16 value: linear time, the same pairs
+            pos, pos_n = _present(np.bincount(self.keys[y], minlength=HALF_BINS))
+            neg, neg_n = _present(np.bincount(self.keys[~y], minlength=HALF_BINS))
         labels = np.concatenate((np.ones(pos.size, dtype=bool), np.zeros(neg.size, dtype=bool)))
         weights = np.concatenate((pos_n, neg_n)).astype(np.float64)
         return np.concatenate((pos, neg)), labels, weights
+
+    def pro_curve(self) -> tuple[np.ndarray, np.ndarray]:
+        """Exact (FPR, PRO) curve over every distinct score, from (0, 0) to (1, 1).
+
+        Point i is the operating point of threshold "score >= v_i" for the distinct values
+        v_0 > v_1 > ... . PRO at a threshold is the mean over regions of the covered
+        fraction, i.e. a sum over covered anomalous pixels of the weight
+        1 / (n_regions * |region|); FPR is a count over normal pixels. Both are cumulative
+        sums over the pixels in descending score: per float16 value (counted, no sort) when
+        the maps are float16, else over the sorted pixels.
+        """
+        lab_flat, n_regions = _regions(self.masks)
+        n_normal = int((~self.masks).sum())
+        if n_regions == 0 or n_normal == 0:
+            return np.array([0.0, NAN]), np.array([0.0, NAN])
+        sizes = np.bincount(lab_flat, minlength=n_regions + 1).astype(np.float64)
+        weight = np.zeros(n_regions + 1)
+        weight[1:] = 1.0 / (n_regions * sizes[1:])
+        if self.keys is None:
+            fp_cum, pro_cum = _cumulative_by_sorting(self.maps.ravel(), lab_flat, weight)
+        else:
+            fp_cum, pro_cum = _cumulative_by_counting(self.keys, lab_flat, weight)
+        fpr = fp_cum / n_normal
+        pro = np.clip(pro_cum, 0.0, 1.0)  # clip float drift from the cumsum
+        pro[-1] = 1.0  # lowest threshold covers every pixel; remove rounding residue
+        return np.concatenate(([0.0], fpr)), np.concatenate(([0.0], pro))
+
+    def aupro(self, fpr_limit: float = 0.3) -> float:
+        """Area under the PRO curve for FPR in [0, fpr_limit], divided by fpr_limit.
+
+        Normalising makes a perfect detector score 1.0 whatever the limit. NaN when there
+        is no anomalous region or no normal pixel.
+        """
+        if not 0.0 < fpr_limit <= 1.0:
+            raise ValueError(f"fpr_limit must be in (0, 1], got {fpr_limit}")
+        fpr, pro = self.pro_curve()
+        if np.isnan(fpr[-1]):
+            return NAN
+        return _area_up_to(fpr, pro, fpr_limit) / fpr_limit
+
+
+def _present(counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(float16 values that occur, their counts), ascending."""
+    keys = np.flatnonzero(counts)
+    return _key_values(keys), counts[keys]
 
 
 def pixel_auroc(data: PixelData) -> float:
@@ -176,7 +247,7 @@ def pixel_ap(data: PixelData) -> float:
 
 
 def pixel_aupro(data: PixelData) -> float:
-    return aupro(data.maps, data.masks)
+    return data.aupro()
 
 
 @dataclass(frozen=True)

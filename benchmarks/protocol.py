@@ -118,7 +118,7 @@ def start_cell(spec: CellSpec, env: CellEnv, cid: str) -> CellContext:
         cell_id=cid, status="ok", created=now(), **spec.identity(env.scenario.name, strategy.label),
         tasks=[list(t) for t in env.scenario.tasks], backbone=backbone.describe(),
         config=dataclasses.asdict(model.config),
-        run_settings={"strategy": dataclasses.asdict(strategy.config)},
+        run_settings={"strategy": dataclasses.asdict(strategy.config), "autocast": env.autocast},
         environment=environment(env.device), batch_dependent_scores=model.batch_dependent_scores,
         is_flow=model.is_flow)
     test = build_test_set(env.dataset, env.scenario, backbone.input_size)
@@ -152,7 +152,8 @@ def run_phase(ctx: CellContext, phase: Phase, callbacks: Sequence[Callback],
     ctx.record.cost.state_mb.append(weights_mb(model))  # grows with memory banks, tables
     test_ids = torch.from_numpy(ctx.test.class_ids) if ctx.spec.task_aware else None
     with ctx.timed("evaluation"):
-        ctx.maps, ctx.scores = score_all(model, ctx.test_features, test_ids, env.device)
+        ctx.maps, ctx.scores = score_all(model, ctx.test_features, test_ids, env.device,
+                                         env.eval_batch_size, env.autocast)
     if not (np.isfinite(ctx.scores).all() and np.isfinite(ctx.maps).all()):
         raise DivergedError(phase.row, stats.steps, "non-finite anomaly scores")
     if np.abs(ctx.maps).max() >= FLOAT16_MAX:  # stored maps saturate: their metrics are void

@@ -67,6 +67,8 @@ class RunRequest:
     measure_cost: bool = True
     retry_failed: bool = False
     workers: int = 1  # cells in parallel processes (several per GPU allowed)
+    eval_batch_size: int = 32  # images per scoring call; scores never depend on it
+    autocast: str = "none"  # "bf16": score under bfloat16 autocast (GPU speed; opt-in)
     executor: str = "local"  # local (this machine) or slurm (a job array; slurm_executor.py)
     slurm_partition: str | None = None
     slurm_gpus: int | None = None  # GPUs per task (None: 1 with a cuda device, else 0)
@@ -136,7 +138,8 @@ def open_env(request: RunRequest, show_progress: bool = True, validate: bool = T
     cache = FeatureCache(backbone, request.cache_dir / "features", device)
     cache.show_progress = show_progress
     return CellEnv(dataset, scenario, cache, Path(request.results_dir), device, show_progress,
-                   concurrent_cells=max(1, request.workers))
+                   concurrent_cells=max(1, request.workers),
+                   eval_batch_size=request.eval_batch_size, autocast=request.autocast)
 
 
 def own_skip_reason(model: str) -> str | None:
@@ -169,6 +172,7 @@ def plan_cells(request: RunRequest, env: CellEnv) -> list[PlannedCell]:
                 "config": dataclasses.asdict(config), "backbone": env.cache.backbone.describe(),
                 "tasks": env.scenario.tasks, "data": str(env.dataset.root),
                 "task_aware": request.task_aware, "device": env.device.type,
+                "autocast": request.autocast,
                 "strategy": dataclasses.asdict(
                     build_config(strategy_class.name, **strategy_overrides)),
             }

@@ -208,3 +208,24 @@ def test_aupro_rejects_bad_limit():
         aupro(MAPS_A, MASKS_A, fpr_limit=0.0)
     with pytest.raises(ValueError):
         aupro(MAPS_A, MASKS_A, fpr_limit=1.5)
+
+
+def test_float16_maps_are_counted_per_value_with_the_same_exact_figures():
+    """Stored maps are float16: counting pixels per float16 value (no sort) must give the
+    figures of scikit-learn and of the direct AUPRO definition on the same values, ties and
+    negative scores included."""
+    rng = np.random.default_rng(3)
+    maps = np.round(rng.normal(0, 2, (4, 12, 12)), 1).astype(np.float16)  # many ties
+    maps[0, 0, 0] = np.float16(-0.0)
+    masks = np.zeros((4, 12, 12), dtype=bool)
+    masks[1, 2:6, 3:8] = masks[2, 7:11, 1:4] = masks[3, 0:3, 9:12] = True
+    maps[masks] += np.float16(1.5)
+    out = pixel_metrics(maps, masks)
+    exact = maps.astype(np.float64)
+    assert out["pixel_auroc"] == pytest.approx(roc_auc_score(masks.ravel(), exact.ravel()),
+                                               abs=1e-12)
+    assert out["pixel_ap"] == pytest.approx(
+        average_precision_score(masks.ravel(), exact.ravel()), abs=1e-12)
+    assert out["pixel_aupro"] == pytest.approx(slow_aupro(exact, masks, 0.3), abs=1e-9)
+    shifted = exact * 1.0000001 + 1e-7  # same order and ties, not float16: the sorting path
+    assert pixel_metrics(shifted, masks) == pytest.approx(out, abs=1e-12)

@@ -117,7 +117,7 @@ def test_replay_buffer_adds_old_class_images(tiny_request, monkeypatch):
     assert sorted(seen[1]) == [0, 0] + [1] * 6
 
 
-def test_inference_cost_is_measured_once_per_variant_and_strategy(tiny_request):
+def test_inference_cost_is_measured_once_per_variant_and_model_size(tiny_request):
     request = dataclasses.replace(tiny_request, strategies=["finetune", "joint"], seeds=[0, 1],
                                   measure_cost=True)
     fine0, fine1, joint0, joint1 = run_grid(request, show_progress=False)
@@ -125,9 +125,13 @@ def test_inference_cost_is_measured_once_per_variant_and_strategy(tiny_request):
     assert fine1.cost.latency_ms_p50 == fine0.cost.latency_ms_p50
     assert fine1.cost.cost_measured_in == fine0.cell_id
     assert fine1.cost.train_time_s != fine0.cost.train_time_s  # own training
-    # another strategy may leave another model (a memory bank's size): measured again
-    assert joint0.cost.cost_measured_in in (None, joint0.cell_id)
-    assert joint1.cost.cost_measured_in == joint0.cell_id
+    # a flow ends at the same size under every strategy: joint reuses it too
+    assert joint0.cost.cost_measured_in == joint1.cost.cost_measured_in == fine0.cell_id
+    bank = dataclasses.replace(request, models=["patchcore"], strategies=["finetune", "own"],
+                               seeds=[0], model_overrides={}, results_dir=request.results_dir / "p")
+    finetune, own = run_grid(bank, show_progress=False)
+    assert own.cost.state_mb[-1] > finetune.cost.state_mb[-1]  # one coreset per task kept
+    assert own.cost.cost_measured_in != finetune.cell_id  # a bigger bank: measured again
     again = run_grid(dataclasses.replace(request, results_dir=request.results_dir / "b"),
                      show_progress=False)
     assert again[0].cost.cost_measured_in != fine0.cell_id  # never reused across grids
