@@ -35,11 +35,15 @@ class EvalSet:
 FLOAT16_MAX = float(np.finfo(np.float16).max)
 
 
-def to_float16(maps: np.ndarray) -> np.ndarray:
-    """Store maps as float16, saturating at its range (65504) so a large map never turns inf;
-    non-finite values stay non-finite and are caught as divergence."""
-    finite = np.isfinite(maps)
-    return np.where(finite, np.clip(maps, -FLOAT16_MAX, FLOAT16_MAX), maps).astype(np.float16)
+def to_stored(maps: np.ndarray) -> np.ndarray:
+    """The precision maps are stored (and measured) in: float16 (half the disk, and pixel
+    metrics by counting) unless some finite value is beyond its range (65504, e.g. an
+    unnormalised log-likelihood of a 1024-channel level), then float32, so nothing saturates.
+    Non-finite values stay non-finite and are caught as divergence."""
+    finite = maps[np.isfinite(maps)]
+    if finite.size and np.abs(finite).max() >= FLOAT16_MAX:
+        return maps.astype(np.float32)
+    return maps.astype(np.float16)
 
 
 AUTOCAST = ("none", "bf16")
@@ -64,7 +68,8 @@ def score_all(
     batch_size: int = 32,
     autocast: str = "none",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(maps float16 (N, H, W), image scores float64 (N,))."""
+    """(maps (N, H, W) as stored: float16, or float32 when beyond float16's range; image
+    scores float64 (N,))."""
     model.eval()
     maps, scores = [], []
     n = features[0].shape[0]
@@ -73,9 +78,9 @@ def score_all(
         ids = None if class_ids is None else class_ids[lo : lo + batch_size].to(device)
         with scoring_precision(device, autocast):
             out = model.score(feats, ids)
-        maps.append(to_float16(out.maps.float().cpu().numpy()))
+        maps.append(out.maps.float().cpu().numpy())
         scores.append(out.image_scores.double().cpu().numpy())
-    return np.concatenate(maps), np.concatenate(scores)
+    return to_stored(np.concatenate(maps)), np.concatenate(scores)
 
 
 def metrics_for(

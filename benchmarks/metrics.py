@@ -85,7 +85,11 @@ def float16_keys(values: np.ndarray) -> np.ndarray | None:
     some value is not exactly a float16. The harness stores maps as float16, so every pixel
     metric can count pixels per possible value (np.bincount, linear time) instead of sorting
     millions of pixels: the same thresholds, so the same exact figures."""
-    half = values if values.dtype == np.float16 else values.astype(np.float16)
+    if values.dtype == np.float16:
+        half = values
+    else:
+        with np.errstate(over="ignore"):  # beyond float16's range: not float16 values
+            half = values.astype(np.float16)
     if half is not values and not np.array_equal(half, values):
         return None
     bits = (half + np.float16(0)).view(np.uint16).astype(np.int64)  # -0.0 becomes +0.0

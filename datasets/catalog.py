@@ -7,9 +7,11 @@ from pathlib import Path
 from nfbench.datasets.base import Dataset, DatasetError
 from nfbench.datasets.mvtec import read_mvtec_layout
 from nfbench.datasets.synthetic import SyntheticSpec, read_synthetic
+from nfbench.datasets.synthetic_mvtec import NAME as SYNTHETIC_MVTEC
+from nfbench.datasets.synthetic_mvtec import read_synthetic_mvtec
 from nfbench.datasets.visa import read_visa
 
-KNOWN_DATASETS: tuple[str, ...] = ("folder", "mvtec", "synthetic", "visa")
+KNOWN_DATASETS: tuple[str, ...] = ("folder", "mvtec", "synthetic", SYNTHETIC_MVTEC, "visa")
 
 
 def open_dataset(
@@ -19,12 +21,15 @@ def open_dataset(
     synthetic_spec: SyntheticSpec | None = None,
 ) -> Dataset:
     """Open a dataset by name. Real datasets need a root; `synthetic` is generated (once)
-    under cache_dir/synthetic and ignores root."""
+    under cache_dir/synthetic and ignores root; so does `synthetic-mvtec` (the MVTec-sized
+    scale-test set, synthetic_mvtec.py) under cache_dir/synthetic-mvtec."""
     key = name.strip().lower()
     if key not in KNOWN_DATASETS:
         raise DatasetError(f"unknown dataset '{name}' (known: {', '.join(KNOWN_DATASETS)})")
     if key == "synthetic":
         return read_synthetic(Path(cache_dir) / "synthetic", synthetic_spec or SyntheticSpec())
+    if key == SYNTHETIC_MVTEC:
+        return read_synthetic_mvtec(Path(cache_dir) / SYNTHETIC_MVTEC)
     if root is None:
         raise DatasetError(f"--data-root is required for {key}")
     root = Path(root)

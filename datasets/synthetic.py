@@ -77,6 +77,10 @@ class SyntheticSpec:
         text = json.dumps({"generator": GENERATOR_VERSION, **asdict(self)}, sort_keys=True)
         return hashlib.sha1(text.encode()).hexdigest()
 
+    def write(self, out: Path) -> None:
+        """Generate the set into `out` (ensure_synthetic calls this on any spec it is given)."""
+        generate(out, self)
+
 
 DEFAULT_SPEC = SyntheticSpec()
 
@@ -277,6 +281,7 @@ def generate(out: Path, spec: SyntheticSpec) -> None:
 
 def ensure_synthetic(cache_dir: Path, spec: SyntheticSpec = DEFAULT_SPEC) -> Path:
     """Generate the set into cache_dir unless its stamp matches the spec; return cache_dir.
+    Any spec with `digest()` and `write(out)` works (synthetic_mvtec.MVTecSizedSpec too).
 
     Generation goes to a sibling temp folder that is renamed into place with the stamp in
     it, so an interrupted run never leaves a half set behind.
@@ -290,7 +295,7 @@ def ensure_synthetic(cache_dir: Path, spec: SyntheticSpec = DEFAULT_SPEC) -> Pat
     root.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.tmp-", dir=root.parent))
     try:
-        generate(tmp, spec)
+        spec.write(tmp)
         (tmp / STAMP_NAME).write_text(digest + "\n")
         if root.exists():
             old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old-", dir=root.parent))

@@ -67,20 +67,27 @@ def maybe_spectral_norm(layer: nn.Linear, enabled: bool) -> nn.Linear:
 
 class ActNorm(nn.Module):
     """Glow's per-channel affine normalisation over the last dim, initialised from the first
-    batch it sees in training (zero mean, unit std per channel). log|det| = sum(log_scale)."""
+    batch it sees in training (zero mean, unit std per channel). log|det| = sum(log_scale).
 
-    def __init__(self, channels: int, eps: float = 1e-6) -> None:
+    A channel that is constant on that batch (a ReLU feature that never fires) would get a
+    scale of 1/eps, and any later non-zero value in it a latent of ~1e6 that overflows every
+    map; its std is floored at `relative_floor` times the mean std of the other channels."""
+
+    def __init__(self, channels: int, eps: float = 1e-6, relative_floor: float = 0.01) -> None:
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(channels))
         self.log_scale = nn.Parameter(torch.zeros(channels))
         self.register_buffer("initialized", torch.tensor(False))
         self.eps = eps
+        self.relative_floor = relative_floor
 
     @torch.no_grad()
     def _init_from(self, x: torch.Tensor) -> None:
         flat = x.reshape(-1, x.shape[-1])
         self.bias.copy_(-flat.mean(dim=0))
-        self.log_scale.copy_(-torch.log(flat.std(dim=0) + self.eps))
+        std = flat.std(dim=0)
+        std = torch.maximum(std, self.relative_floor * std.mean())
+        self.log_scale.copy_(-torch.log(std + self.eps))
         self.initialized.fill_(True)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -334,8 +334,8 @@ SIGNIFICANCE = (
     "means the test was undefined; n/a means no per-sample scores to test with."
 )
 CEILING = (
-    "Rows marked (reference ceiling) are not normalizing flows (e.g. PatchCore, a nearest-"
-    "neighbour memory bank on the same features): the strongest simple baseline, shown for "
+    "Rows marked (reference ceiling) are not normalizing flows (e.g. a nearest-neighbour "
+    "memory bank on the same features): the strongest simple baseline, shown for "
     "scale. The best-row test ranks the flows only; a ceiling row is tested against the best "
     "flow like any other row."
 )
