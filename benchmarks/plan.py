@@ -43,11 +43,17 @@ class UnitCosts:
 
     features_per_image: float
     step: float  # one optimiser step at the config's batch size
-    finish_per_image: float
+    finish: tuple[int, float, float]  # finish_task on n images: (n, seconds, growth exponent)
     score_per_image: float
     metrics_per_image: float
     setup: float  # building the model
     inference: dict[int, float]  # backbone + scoring, one call at batch 1 and at batch 32
+
+    def finish_seconds(self, n: int) -> float:
+        """finish_task on n images, from the power law fitted on two sizes (a memory bank's
+        coreset grows faster than linearly; a flow's references linearly)."""
+        base_n, base_s, exponent = self.finish
+        return base_s * (n / base_n) ** exponent
 
     def inference_cost(self) -> float:
         """Latency and throughput timing plus the memory pass (see cost.py)."""
@@ -108,8 +114,7 @@ def calibrate(model_name: str, overrides: dict, backbone: Backbone, device: torc
         stats = train_phase(model, train_feats, train_ids, 0, 0, device, show_progress=False,
                             max_steps=1 if warm_up else steps)
     step = stats.seconds / max(stats.steps, 1)
-    finish = _timed(lambda: model.finish_task(train_feats, ids[: train_feats[0].shape[0]]), 1,
-                    device) / train_feats[0].shape[0]
+    finish = _finish_law(model, feats, device)
     score_feats = [f[:SCORE_BATCH] for f in feats]
     with torch.no_grad():
         score = _timed(lambda: model.score(score_feats, None), 2, device) / SCORE_BATCH
@@ -117,6 +122,17 @@ def calibrate(model_name: str, overrides: dict, backbone: Backbone, device: torc
                                                         None), 2, device) for b in (1, 32)}
     return UnitCosts(features_per_image, step, finish, score, metrics_per_image, setup,
                      inference)
+
+
+def _finish_law(model: FlowADModel, feats: list[torch.Tensor],
+                device: torch.device) -> tuple[int, float, float]:
+    """finish_task timed on n and 2n images: (n, seconds, exponent in [1, 2])."""
+    n = max(feats[0].shape[0] // 2, 1)
+    ids = torch.zeros(2 * n, dtype=torch.long)
+    times = [_timed(lambda k=k: model.finish_task([f[:k].cpu() for f in feats], ids[:k]), 1,
+                    device) for k in (n, 2 * n)]
+    exponent = float(np.clip(np.log2(max(times[1], 1e-9) / max(times[0], 1e-9)), 1.0, 2.0))
+    return n, times[0], exponent
 
 
 def _images(n: int, backbone: Backbone, device: torch.device) -> torch.Tensor:
@@ -148,7 +164,7 @@ def estimate_cell(units: UnitCosts, model_name: str, overrides: dict, strategy_n
         held = len(samples)
         batch = min(config.batch_size, held)
         steps = config.epochs * (held // batch)
-        stages["training"] += steps * units.step + held * units.finish_per_image
+        stages["training"] += steps * units.step + units.finish_seconds(held)
         stages["evaluation"] += n_test * units.score_per_image
         seen = sum(len(dataset[c].test) for t in scenario.tasks[: phase.row + 1] for c in t)
         stages["metrics"] += seen * units.metrics_per_image
@@ -158,28 +174,38 @@ def estimate_cell(units: UnitCosts, model_name: str, overrides: dict, strategy_n
 
 
 def plan(request: RunRequest, steps: int = 3) -> tuple[pd.DataFrame, dict]:
-    """One row per cell with its estimated seconds per stage, and the totals."""
-    rows, features = [], 0.0
-    device = resolve_device(request.device)
+    """One row per cell with its estimated seconds per stage, and the totals. Each backbone
+    and each model on it is calibrated once, whatever the number of scenarios; features are
+    counted once per backbone and image."""
+    rows, features, device = [], {}, resolve_device(request.device)
+    calibrated: dict[tuple, tuple[Backbone, float, float]] = {}
+    units_of: dict[tuple, UnitCosts] = {}
     for group in backbone_groups(request):
-        backbone = Backbone(group.backbone, group.backbone_layers, "none",
-                            group.input_size).to(device)
+        key = (group.backbone, tuple(group.backbone_layers or ()), group.input_size)
+        if key not in calibrated:
+            backbone = Backbone(group.backbone, group.backbone_layers, "none",
+                                group.input_size).to(device)
+            calibrated[key] = (backbone, backbone_seconds_per_image(backbone, device),
+                               metrics_seconds_per_image(group.input_size))
+        backbone, per_image, metric_cost = calibrated[key]
         dataset_name = group.scenario.split(":", 1)[0]
         sizes = class_sizes(dataset_name, group.data_root, group.cache_dir)
         dataset = placeholder_dataset(dataset_name, sizes)
         scenario = build_scenario(group.scenario, dataset.class_names, group.tasks)
-        per_image = backbone_seconds_per_image(backbone, device)
-        n_images = sum(sum(sizes[c]) for c in scenario.classes)
-        features += n_images * per_image
-        metric_cost = metrics_seconds_per_image(group.input_size)
+        for name in scenario.classes:
+            features[(key, dataset_name, name)] = sum(sizes[name]) * per_image
         for model in group.models:
             overrides = group.model_overrides.get(model, {})
-            units = calibrate(model, overrides, backbone, device, per_image, metric_cost, steps)
-            rows += _model_rows(group, model, overrides, units, dataset, scenario)
+            unit_key = (key, model, repr(sorted(overrides.items())))
+            if unit_key not in units_of:
+                units_of[unit_key] = calibrate(model, overrides, backbone, device, per_image,
+                                               metric_cost, steps)
+            rows += _model_rows(group, model, overrides, units_of[unit_key], dataset, scenario)
     table = pd.DataFrame(rows)
-    total = float(table["total_s"].sum()) + features if len(table) else features
+    feature_s = float(sum(features.values()))
+    total = float(table["total_s"].sum()) + feature_s if len(table) else feature_s
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
-    return table, {"cells": len(table), "features_s": features, "total_s": total,
+    return table, {"cells": len(table), "features_s": feature_s, "total_s": total,
                    "device": device.type, "device_name": name}
 
 
@@ -199,7 +225,7 @@ def _model_rows(group: RunRequest, model: str, overrides: dict, units: UnitCosts
                                    dataset, scenario, seed)
             stages["cost"] = units.inference_cost() if first and group.measure_cost else 0.0
             first = False
-            rows.append({"variant": variant_name(model, overrides),
+            rows.append({"scenario": scenario.name, "variant": variant_name(model, overrides),
                          "strategy": strategy_class.name, "seed": seed,
                          **{f"{k}_s": v for k, v in stages.items()},
                          "total_s": sum(stages.values())})
