@@ -45,7 +45,7 @@ class Cost:
     """Training and inference cost of a cell (inference figures may be shared per variant:
     `cost_measured_in` names the cell that measured them)."""
 
-    train_time_s: list[float] = field(default_factory=list)  # per training phase
+    train_time_s: list[float] = field(default_factory=list)  # per phase: steps + finish_task
     feature_time_s: float | None = None
     params_total: int | None = None
     params_trainable: list[int] = field(default_factory=list)  # per training phase
