@@ -110,8 +110,10 @@ def _score(spec: MetricSpec, stat: str) -> Callable[[pd.Series], str]:
 
 
 def fmt_p(p: float) -> str:
-    """A p-value as "p=0.12", or "p<0.001"."""
-    return "p<0.001" if p < 0.001 else f"p={p:.2f}"
+    """A p-value as "p=0.12", "p=0.003", or "p<0.001" (never a rounded "p=0.00")."""
+    if p < 0.001:
+        return "p<0.001"
+    return f"p={p:.3f}" if p < 0.01 else f"p={p:.2f}"
 
 
 def fmt_vs_best(r: pd.Series) -> str:

@@ -23,6 +23,7 @@ from nfbench.benchmarks.compare import (
 )
 from nfbench.benchmarks.record import CellRecord, Cost, ErrorInfo
 from nfbench.benchmarks.report import plots
+from nfbench.benchmarks.report.markdown import fmt_p
 from nfbench.benchmarks.report.data import record_metrics
 from nfbench.benchmarks.report.intervals import compare_tables
 from nfbench.benchmarks.report.markdown import compare_markdown as markdown
@@ -138,7 +139,7 @@ def test_several_seeds_welch_and_seed_intervals():
     text = markdown(status, metrics)
     lo, hi = max(row["native_lo"], 0) * 100, min(row["native_hi"], 1) * 100
     assert f"91.0 s[{lo:.1f}, {hi:.1f}]" in text
-    assert f"(Welch p={ref.pvalue:.2f})" in text
+    assert f"(Welch {fmt_p(ref.pvalue)})" in text
     lat = metrics.set_index("key").loc["latency_ms_p50"]
     assert lat["reference_interval"] == "seeds" and lat["gap_test"] == ""  # costs: no test
 

@@ -546,3 +546,10 @@ def test_state_per_task_plot_draws_one_line_per_growing_group():
     assert lines == {"bank / own": [1.0, 2.0, 3.0], "flow / finetune": [4.0, 4.0, 4.0]}
     assert [t.get_text() for t in ax.get_xticklabels()] == ["1", "2", "3"]
     assert plots.state_per_task({"flow / joint": np.array([4.0])}) is None
+
+
+def test_p_values_are_never_rounded_to_zero():
+    from nfbench.benchmarks.report.markdown import fmt_p
+
+    assert [fmt_p(p) for p in (0.0004, 0.003, 0.0312, 0.5)] == [
+        "p<0.001", "p=0.003", "p=0.03", "p=0.50"]
