@@ -114,3 +114,23 @@ def gaussian_blur_2d(maps: torch.Tensor, sigma: float, truncate: float = 4.0) ->
     x = nn.functional.conv2d(x, kernel.view(1, 1, 1, -1))
     x = nn.functional.conv2d(x, kernel.view(1, 1, -1, 1))
     return x[:, 0]
+
+
+class ScalePermute(nn.Module):
+    """A fixed random channel permutation per scale (volume preserving, log-det 0), for flows
+    over several scales at once (CS-Flow's cross-scale flow, MSFlow's fusion flow)."""
+
+    def __init__(self, channels: list[int], seed: int) -> None:
+        super().__init__()
+        gen = torch.Generator().manual_seed(seed)
+        for i, c in enumerate(channels):
+            perm = torch.randperm(c, generator=gen)
+            self.register_buffer(f"perm_{i}", perm)
+            self.register_buffer(f"inv_{i}", torch.argsort(perm))
+
+    def forward(
+        self, xs: list[torch.Tensor], rev: bool = False
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        key = "inv" if rev else "perm"
+        out = [x[:, getattr(self, f"{key}_{i}")] for i, x in enumerate(xs)]
+        return out, xs[0].new_zeros(xs[0].shape[0])

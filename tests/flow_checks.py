@@ -49,3 +49,14 @@ def fit_losses(model, feats: list[torch.Tensor], steps: int = 60, lr: float = 1e
         opt.step()
         losses.append(terms.total.item())
     return losses
+
+
+def assert_multiscale_invertible(flow: Callable, xs: list[torch.Tensor], atol=1e-8) -> None:
+    """A flow over several scales at once (list in, list out, rev=True inverts): the inverse
+    gives every scale back and the inverse's log-det is minus the forward's."""
+    zs, log_det = flow(xs)
+    assert log_det.shape == (xs[0].shape[0],) and log_det.abs().sum() > 0
+    back, inv_log_det = flow(zs, rev=True)
+    for x, b in zip(xs, back, strict=True):
+        assert torch.allclose(x, b, atol=atol), float((x - b).abs().max())
+    assert torch.allclose(inv_log_det, -log_det)

@@ -14,6 +14,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from nfbench.models.flows import ScalePermute
+
 
 class CrossConvolutions(nn.Module):
     """Subnet over S scales: conv -> leaky ReLU -> conv per scale, plus the hidden maps of the
@@ -107,26 +109,6 @@ class CrossScaleCoupling(nn.Module):
         return out, sign * log_det
 
 
-class ParallelPermute(nn.Module):
-    """A fixed random channel permutation per scale (volume preserving, log-det 0)."""
-
-    def __init__(self, channels: list[int], seed: int) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        for i, c in enumerate(channels):
-            perm = torch.randperm(c, generator=gen)
-            self.register_buffer(f"perm_{i}", perm)
-            self.register_buffer(f"inv_{i}", torch.argsort(perm))
-        self.n = len(channels)
-
-    def forward(
-        self, xs: list[torch.Tensor], rev: bool = False
-    ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        key = "inv" if rev else "perm"
-        out = [x[:, getattr(self, f"{key}_{i}")] for i, x in enumerate(xs)]
-        return out, xs[0].new_zeros(xs[0].shape[0])
-
-
 class CrossScaleFlow(nn.Module):
     """n_blocks x (permute, cross-scale coupling); kernel 3, the last block kernel 5 (paper)."""
 
@@ -138,7 +120,7 @@ class CrossScaleFlow(nn.Module):
         kernels = kernel_sizes or [3] * (n_blocks - 1) + [5]
         layers: list[nn.Module] = []
         for k in range(n_blocks):
-            layers.append(ParallelPermute(channels, seed=k))
+            layers.append(ScalePermute(channels, seed=k))
             layers.append(CrossScaleCoupling(channels, hidden, kernels[k], clamp, leaky_slope))
         self.layers = nn.ModuleList(layers)
 

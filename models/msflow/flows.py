@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nfbench.models.flows import positional_encoding_2d
+from nfbench.models.flows import ScalePermute, positional_encoding_2d
 
 
 class ConvLNSubnet(nn.Module):
@@ -125,25 +125,6 @@ class FusionCoupling(nn.Module):
             sign = -1.0
         log_det = sum(s.flatten(1).sum(1) for s in ls_a + ls_b)
         return [torch.cat([u, v], dim=1) for u, v in zip(a, b, strict=True)], sign * log_det
-
-
-class ScalePermute(nn.Module):
-    """A fixed random channel permutation per scale (volume preserving, log-det 0)."""
-
-    def __init__(self, channels: list[int], seed: int) -> None:
-        super().__init__()
-        gen = torch.Generator().manual_seed(seed)
-        for i, c in enumerate(channels):
-            perm = torch.randperm(c, generator=gen)
-            self.register_buffer(f"perm_{i}", perm)
-            self.register_buffer(f"inv_{i}", torch.argsort(perm))
-
-    def forward(
-        self, xs: list[torch.Tensor], rev: bool = False
-    ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        key = "inv" if rev else "perm"
-        out = [x[:, getattr(self, f"{key}_{i}")] for i, x in enumerate(xs)]
-        return out, xs[0].new_zeros(xs[0].shape[0])
 
 
 class MultiScaleFlow(nn.Module):
