@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from nfbench.benchmarks.record import CellRecord
-from nfbench.benchmarks.report import files, intervals, markdown, plots
+from nfbench.benchmarks.report import compare_text, files, intervals, plots
 from nfbench.benchmarks.report.data import reference_name
 
 __all__ = ["add_compare_arguments", "compare_records", "compared_models", "main_compare",
@@ -46,7 +46,7 @@ def write_compare(
 ) -> Path:
     """Write out_dir/compare.md and out_dir/plots/compare.png; returns the markdown path."""
     files.save_figure(plots.compare_figure(metrics), Path(out_dir) / "plots" / "compare.png")
-    return files.write_text(markdown.compare_markdown(status, metrics, context),
+    return files.write_text(compare_text.compare_markdown(status, metrics, context),
                             Path(out_dir) / "compare.md")
 
 

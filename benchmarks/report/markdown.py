@@ -1,4 +1,5 @@
-"""The report's text: the leaderboard and compare.md as GitHub markdown (pandas + tabulate).
+"""The leaderboard's text as GitHub markdown (pandas + tabulate); compare.md's is in
+compare_text.py, with the same formatters.
 
 Works on the frames of ``data``/``intervals`` only. Scores are shown as their table row says
 (``MetricSpec.scale``/``decimals``: points, one decimal), as the mean over seeds with its 95%
@@ -21,8 +22,8 @@ from nfbench.benchmarks.metrics import MetricSpec, metric_spec
 from nfbench.benchmarks.record import CellRecord
 from nfbench.benchmarks.report import data
 
-__all__ = ["compare_markdown", "fmt_ci", "fmt_count", "fmt_pm", "fmt_vs_best", "leaderboard",
-           "main_table", "scenario_section"]
+__all__ = ["fmt_ci", "fmt_count", "fmt_p", "fmt_pm", "fmt_vs_best", "leaderboard",
+           "main_table", "scenario_section", "table"]
 
 NA = "n/a"
 NO_MASKS = "n/a (no masks)"
@@ -54,7 +55,7 @@ def fmt_pm(mean: float, std: float = float("nan"), scale: float = 100.0,
     return text
 
 
-def _pair(lo: float | None, hi: float | None) -> bool:
+def has_interval(lo: float | None, hi: float | None) -> bool:
     return lo is not None and hi is not None and bool(np.isfinite(lo) and np.isfinite(hi))
 
 
@@ -74,7 +75,7 @@ def fmt_ci(mean: float, seed: tuple[float, float] = (np.nan, np.nan),
     text = f"{m:.{d}f}"
     seed = tuple(np.clip(np.asarray(seed, dtype=float), *bounds))
     for prefix, (lo, hi) in (("", boot), ("s", seed)):
-        if _pair(lo, hi):
+        if has_interval(lo, hi):
             text += f" {prefix}[{lo * scale:.{d}f}, {hi * scale:.{d}f}]"
     return text
 
@@ -425,95 +426,3 @@ def footer(cells: pd.DataFrame, notes: list[str]) -> list[str]:
 
 def leaderboard(head: list[str], sections: list[list[str]], foot: list[str]) -> str:
     return "\n".join([*head, *(line for s in sections for line in s), *foot])
-
-
-# ---------------------------------------------------------------- native vs reference
-
-DASH = "—"
-COMPARE_INTRO = (
-    "Reference entries are `anomalib.<model>`: anomalib's flow, loss and anomaly map on the "
-    "same frozen nfbench features (see models/reference/README.md). Training time per epoch "
-    "is total training time / (epochs x training phases). Latency and memory cover backbone "
-    "+ scoring, memory at batch 1 and at batch 32 (`cuda_max_allocated` on GPU; on CPU "
-    "`cpu_rss_over_backbone`, over a backbone-only baseline in a fresh process; older "
-    "records' `cpu_peak_rss` is the run's peak RSS, comparable only within one run). "
-    "Accuracy (ACC of each summarised metric) is in points (x100)."
-)
-COMPARE_INTERVALS = (
-    "95% intervals: `[a, b]` a bootstrap over test images ({n} resamples of the stored "
-    "per-sample scores within each class and label), `s[a, b]` a Student-t interval across "
-    "seeds where a side has several. `gap significant`: Welch's t-test across seeds (p < "
-    "0.05) where both sides have several seeds, else a paired bootstrap whose 95% interval "
-    "of native - reference, on the same resampled test images, excludes 0. \"no\" means "
-    "the gap is inside the noise. ‡ in the status: the entry's scores depend on its batch "
-    "mates."
-)
-
-
-def _accuracy_spec(key: str) -> MetricSpec | None:
-    """The table row of an accuracy figure of compare.md (None for a cost)."""
-    try:
-        return metric_spec(key)
-    except KeyError:
-        return None
-
-
-def _compare_value(value: float | None, key: str) -> str:
-    if value is None or (isinstance(value, float) and np.isnan(value)):
-        return DASH
-    if key == "params_trainable":
-        return f"{value / 1e6:.2f}M"
-    spec = _accuracy_spec(key)
-    return spec.format(value) if spec else f"{value:.3g}"
-
-
-def _with_interval(r: pd.Series, side: str) -> str:
-    """"90.0 [85.0, 94.0]" (bootstrap) or "90.0 s[85.0, 94.0]" (seeds) or "90.0"."""
-    text = _compare_value(r[side], r["key"])
-    kind = r.get(f"{side}_interval") or ""
-    lo, hi = r.get(f"{side}_lo", np.nan), r.get(f"{side}_hi", np.nan)
-    if text == DASH or not kind or not _pair(lo, hi):
-        return text
-    if _accuracy_spec(r["key"]):  # a t-interval over few seeds can pass the metric's range
-        lo, hi = max(lo, 0.0), min(hi, 1.0)
-    prefix = "s" if kind == "seeds" else ""
-    return f"{text} {prefix}[{_compare_value(lo, r['key'])}, {_compare_value(hi, r['key'])}]"
-
-
-def _gap(r: pd.Series) -> str:
-    """Whether native - reference is significant, with the test and its interval or p."""
-    spec = _accuracy_spec(r["key"])
-    sig = r.get("gap_significant")
-    if spec is None:
-        return DASH
-    if sig is None or (isinstance(sig, float) and np.isnan(sig)):
-        return NA
-    verdict = "yes" if sig else "no"
-    if r.get("gap_test") == "welch":
-        return f"{verdict} (Welch {fmt_p(r['gap_p'])})"
-    d, s = spec.decimals, spec.scale
-    return f"{verdict} (paired bootstrap [{r['gap_lo'] * s:+.{d}f}, {r['gap_hi'] * s:+.{d}f}])"
-
-
-def compare_markdown(status: pd.DataFrame, metrics: pd.DataFrame,
-                     context: dict | None = None) -> str:
-    """The compare.md text: context, status per model, then the metric table."""
-    metrics = metrics.copy()
-    for col in ("native_interval", "reference_interval", "gap_significant"):
-        if col not in metrics:
-            metrics[col] = None
-    rows = list(metrics.iterrows())
-    shown = pd.DataFrame({
-        "model": metrics["model"], "metric": metrics["metric"],
-        "native": [_with_interval(r, "native") for _, r in rows],
-        "reference": [_with_interval(r, "reference") for _, r in rows],
-        "native/reference": [_compare_value(v, "ratio") for v in metrics["native/reference"]],
-        "gap significant": [_gap(r) for _, r in rows],
-    })
-    lines = ["# Native vs anomalib reference", ""]
-    if context:
-        lines += [", ".join(f"{k}: {v}" for k, v in context.items()), ""]
-    lines += [COMPARE_INTRO, "", COMPARE_INTERVALS.format(n=st.N_BOOT), "", "## Status", "",
-              status.to_markdown(index=False), "", "## Metrics", "",
-              shown.to_markdown(index=False, disable_numparse=True), ""]
-    return "\n".join(lines)
