@@ -17,7 +17,8 @@ COMPARE_INTRO = (
     "is total training time / (epochs x training phases). Latency and memory cover backbone "
     "+ scoring; memory is the model's own (weights + peak tensors while scoring, from torch's "
     "allocator), at batch 1 and at batch 32; older records' `cpu_peak_rss` is a run's peak "
-    "RSS, comparable only within one run. "
+    "RSS, comparable only within one run. Latency and memory are measured once per model "
+    "variant and shared by its seeds' cells, so they carry no interval. "
     "Accuracy (ACC of each summarised metric) is in points (x100)."
 )
 COMPARE_INTERVALS = (
@@ -57,6 +58,8 @@ def _with_interval(r: pd.Series, side: str) -> str:
         return text
     if _accuracy_spec(r["key"]):  # a t-interval over few seeds can pass the metric's range
         lo, hi = max(lo, 0.0), min(hi, 1.0)
+    else:  # times, memory and sizes are never negative
+        lo = max(lo, 0.0)
     prefix = "s" if kind == "seeds" else ""
     return f"{text} {prefix}[{_compare_value(lo, r['key'])}, {_compare_value(hi, r['key'])}]"
 

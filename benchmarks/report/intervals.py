@@ -174,9 +174,10 @@ def _side_replicates(records: list[CellRecord], reps: dict, sigs: dict, key: str
 
 def _side(side: str, seeds: list[float], replicates: np.ndarray | None) -> dict:
     """A side's seed mean and 95% interval: across seeds where it has several, else the
-    bootstrap over test images where it has replicates."""
+    bootstrap over test images where it has replicates. Seeds that all carry one value share
+    a single measurement (cost is measured once per variant), so they get no interval."""
     finite = [v for v in seeds if not np.isnan(v)]
-    lo, hi = st.seed_interval(seeds)
+    lo, hi = st.seed_interval(seeds) if len(set(finite)) > 1 else (NAN, NAN)
     kind = "seeds" if not np.isnan(lo) else ""
     if not kind and replicates is not None:
         lo, hi = st.percentile_interval(replicates)

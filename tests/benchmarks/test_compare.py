@@ -142,6 +142,11 @@ def test_several_seeds_welch_and_seed_intervals():
     assert f"(Welch {fmt_p(ref.pvalue)})" in text
     lat = metrics.set_index("key").loc["latency_ms_p50"]
     assert lat["reference_interval"] == "seeds" and lat["gap_test"] == ""  # costs: no test
+    # the native side's latency is one measurement shared by its seeds: no zero-width interval
+    native_lat = lat["native_interval"], lat["native_lo"]
+    assert native_lat[0] == "" and np.isnan(native_lat[1])
+    line = next(ln for ln in text.splitlines() if "latency p50" in ln)
+    assert [c.strip() for c in line.split("|")][3] == "10"
 
 
 def _scores(results: Path, cell_id: str, scores: list[float], labels: list[int]) -> None:
