@@ -106,6 +106,14 @@ def entropy_changes(entropy: list[np.ndarray], test: EvalSet) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _strategy_for(model: str, requested: str) -> str:
+    """The strategy a diagnostic runs: the requested one, except that 'own' becomes finetune
+    for a model whose mechanism acts under every strategy (the grid skips that cell)."""
+    if requested == "own" and get_model_class(model).own_strategy_is_finetune:
+        return "finetune"
+    return requested
+
+
 def _run(request: RunRequest, model: str, strategy: str,
          observer: DiagnosticObserver) -> CellRecord:
     req = dataclasses.replace(request, models=[model], strategies=[strategy], seeds=[0],
@@ -122,11 +130,12 @@ def run_diagnostics(request: RunRequest, out_dir: Path) -> list[Path]:
     with tempfile.TemporaryDirectory() as tmp:
         request = dataclasses.replace(request, results_dir=Path(tmp))
         for model in request.models:
-            strategy = request.strategies[0] if request.strategies else "own"
+            strategy = _strategy_for(model, request.strategies[0] if request.strategies else "own")
             observer = DiagnosticObserver()
             record = _run(request, model, strategy, observer)
             if not record.ok:
-                print(f"diagnose: {model} failed: {record.error.message if record.error else ''}")
+                why = record.error.message if record.error else record.skip_reason
+                print(f"diagnose: {model} / {strategy} {record.status}: {why}")
                 continue
             drift.append(drift_table(model, observer.snapshots))
             if observer.entropy:
@@ -157,7 +166,7 @@ def freeze_ablation(request: RunRequest, model: str, out_dir: Path) -> list[Path
     GMM) updated or frozen after task 1."""
     model_class = get_model_class(model)
     (first, first_groups), (second, second_groups) = model_class.ablation_groups.items()
-    strategy = model_class.own_strategy or "finetune"
+    strategy = _strategy_for(model, "own" if model_class.own_strategy else "finetune")
     rows = []
     for first_frozen in (False, True):
         for second_frozen in (False, True):
@@ -176,8 +185,12 @@ def freeze_ablation(request: RunRequest, model: str, out_dir: Path) -> list[Path
                         "delta_H_anomalous": dh.loc[dh.samples == "anomalous", "delta_H"].mean()}
             rows.append(row)
     table = pd.DataFrame(rows)
-    return [_csv(table, out_dir / f"freeze_ablation_{model}.csv"),
-            plot_ablation(table, out_dir / f"freeze_ablation_{model}.png")]
+    written = [_csv(table, out_dir / f"freeze_ablation_{model}.csv")]
+    if "acc" not in table:
+        print(f"diagnose: {model}'s freeze ablation has no finished cell "
+              f"({', '.join(table.status)}); see {written[0]}")
+        return written
+    return [*written, plot_ablation(table, out_dir / f"freeze_ablation_{model}.png")]
 
 
 def _csv(table: pd.DataFrame, path: Path) -> Path:

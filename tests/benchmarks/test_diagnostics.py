@@ -5,10 +5,16 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from nfbench.benchmarks.diagnostics import DiagnosticObserver, drift_table, entropy_changes
+from nfbench.benchmarks.diagnostics import (
+    DiagnosticObserver,
+    drift_table,
+    entropy_changes,
+    run_diagnostics,
+)
 from nfbench.benchmarks.evaluate import EvalSet
 from nfbench.benchmarks.runner import run_grid
 
@@ -49,3 +55,16 @@ def test_observer_freezes_groups_after_the_first_task(tiny_request):
     assert not torch.equal(first["flow_level1"], second["flow_level1"])
     assert set(observer.latents) == {0, 1}  # one pooled latent per test image after each task
     assert observer.latents[1].shape[0] == len(observer.test.samples)
+
+
+@pytest.mark.slow
+def test_run_diagnostics_runs_hgads_freeze_ablation_under_finetune(tiny_request, tmp_path):
+    """HGAD's mechanism acts under every strategy, so the grid skips its 'own' cell; the
+    diagnostics must run it as finetune instead of plotting four skipped cells."""
+    request = dataclasses.replace(
+        tiny_request, models=["hgad"], strategies=["own"],
+        model_overrides={"hgad": {"epochs": 1, "batch_size": 4}})
+    written = {p.name for p in run_diagnostics(request, tmp_path / "diag")}
+    assert {"drift.csv", "freeze_ablation_hgad.csv", "freeze_ablation_hgad.png"} <= written
+    table = pd.read_csv(tmp_path / "diag" / "freeze_ablation_hgad.csv")
+    assert list(table.status) == ["ok"] * 4 and table["acc"].notna().all()
