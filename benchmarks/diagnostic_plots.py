@@ -43,6 +43,7 @@ def _drift_lines(ax: plt.Axes, sub: pd.DataFrame) -> None:
     ax.set_xlabel("task (change from the previous one)")
     ax.set_ylabel("RMS change of the group's parameters")
     ax.set_yscale("symlog", linthresh=1e-6)
+    ax.set_ylim(bottom=0)  # an RMS change is never negative
     ax.legend(fontsize=7, ncol=2)
 
 

@@ -26,7 +26,7 @@ def test_drift_panels_integer_transitions_and_all_zero_in_words(tmp_path: Path) 
     assert [t.get_text() for t in heat.get_yticklabels()] == ["flow", "mus"]
     assert list(lines.get_xticks()) == [2, 3]  # task transitions, never 2.5
     assert [t.get_text() for t in lines.get_xticklabels()] == ["1→2", "2→3"]
-    assert lines.get_yscale() == "symlog"
+    assert lines.get_yscale() == "symlog" and lines.get_ylim()[0] == 0  # no negative RMS axis
     assert sorted(ln.get_label() for ln in lines.lines) == ["flow", "mus"]
     for ax in (frozen_heat, frozen_lines):  # all zero: a sentence, no axis around 0
         assert [t.get_text() for t in ax.texts] == [
