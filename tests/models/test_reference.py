@@ -12,6 +12,7 @@ import torch
 from nfbench.models.backbone import FeatureInfo
 from nfbench.models.base import TrainProgress
 from nfbench.models.registry import available_models, create_model
+from nfbench.models.uflow.loss import uflow_loss
 
 REFERENCE = ("anomalib.cflow", "anomalib.fastflow", "anomalib.csflow", "anomalib.uflow")
 TINY = FeatureInfo(channels=(8, 12, 16), strides=(4, 8, 16), input_size=64)
@@ -115,3 +116,20 @@ def test_cflow_reference_loss_is_anomalib_get_logp():
         log_p = utils.get_logp(c, z, log_jac) / c
         expected = expected - torch.nn.functional.logsigmoid(log_p).mean()
     assert torch.allclose(total, expected, rtol=1e-6)
+
+
+def test_uflow_reference_keeps_anomalibs_batch_summed_latent_term():
+    """anomalib 2.7's UFlowLoss sums 0.5 ||z||^2 over the batch as well as over the scales
+    (its torch.sum has no dim), so the latent term weighs B times the log-det; the authors'
+    train.py sums over scales only (dim=0). The reference keeps anomalib's loss, the native
+    model the authors': equal at batch 1, apart at batch B."""
+    pytest.importorskip("anomalib")
+    model = create_model("anomalib.uflow", TINY)
+    g = torch.Generator().manual_seed(0)
+    for batch in (1, 4):
+        latents = [torch.randn(batch, c, s, s, generator=g) for c, s in ((4, 4), (8, 2))]
+        log_det = torch.randn(batch, generator=g)
+        per_sample = sum(0.5 * (z**2).sum(dim=(1, 2, 3)) for z in latents)
+        assert torch.allclose(uflow_loss(latents, log_det), (per_sample - log_det).mean())
+        assert torch.allclose(model.criterion(latents, log_det),
+                              batch * per_sample.mean() - log_det.mean())
