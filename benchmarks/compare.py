@@ -24,8 +24,8 @@ from nfbench.benchmarks.record import CellRecord
 from nfbench.benchmarks.report import compare_text, files, intervals, plots
 from nfbench.benchmarks.report.data import reference_name
 
-__all__ = ["add_compare_arguments", "compare_records", "compared_models", "main_compare",
-           "reference_name", "run_compare", "shared_schedule", "write_compare"]
+__all__ = ["add_compare_arguments", "compare_records", "compared_models", "known_deviations",
+           "main_compare", "reference_name", "run_compare", "shared_schedule", "write_compare"]
 
 
 def compared_models(registered: set[str]) -> list[str]:
@@ -42,12 +42,21 @@ def compare_records(records: Sequence[CellRecord], models: Sequence[str], regist
 
 
 def write_compare(
-    status: pd.DataFrame, metrics: pd.DataFrame, out_dir: Path, context: dict | None = None
+    status: pd.DataFrame, metrics: pd.DataFrame, out_dir: Path, context: dict | None = None,
+    notes: dict[str, str] | None = None,
 ) -> Path:
     """Write out_dir/compare.md and out_dir/plots/compare.png; returns the markdown path."""
     files.save_figure(plots.compare_figure(metrics), Path(out_dir) / "plots" / "compare.png")
-    return files.write_text(compare_text.compare_markdown(status, metrics, context),
+    return files.write_text(compare_text.compare_markdown(status, metrics, context, notes),
                             Path(out_dir) / "compare.md")
+
+
+def known_deviations(models: Sequence[str], registered: set[str]) -> dict[str, str]:
+    """{model: its reference entry's `known_deviation`} where one is declared."""
+    from nfbench.models.registry import get_model_class
+
+    return {m: note for m in models if reference_name(m) in registered
+            and (note := get_model_class(reference_name(m)).known_deviation)}
 
 
 def run_compare(
@@ -94,7 +103,7 @@ def run_compare(
                "input size": input_size, "device": device}
     if overrides:
         context["overrides"] = overrides
-    return write_compare(status, metrics, out_dir, context)
+    return write_compare(status, metrics, out_dir, context, known_deviations(models, registered))
 
 
 def shared_schedule(

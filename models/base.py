@@ -73,6 +73,9 @@ class FlowADModel(nn.Module):
     # entry that keeps its library's batch-wise normalisation). Native models never do: the
     # contract is that every score is a function of its own image only.
     batch_dependent_scores: ClassVar[bool] = False
+    # a reference entry's measured departure from the paper's own code (one sentence, with the
+    # figure), printed under compare.md's table so a gap is read with its cause
+    known_deviation: ClassVar[str] = ""
     # True where latents() are N(0, I) under the normal model: the NFA threshold rule applies
     gaussian_latents: ClassVar[bool] = False
     # groups of diagnostic_groups() (by name prefix) frozen in the freeze ablation, e.g. HGAD's

@@ -80,8 +80,9 @@ def _gap(r: pd.Series) -> str:
 
 
 def compare_markdown(status: pd.DataFrame, metrics: pd.DataFrame,
-                     context: dict | None = None) -> str:
-    """The compare.md text: context, status per model, then the metric table."""
+                     context: dict | None = None, notes: dict[str, str] | None = None) -> str:
+    """The compare.md text: context, status per model, the metric table, then the reference
+    entries' known deviations from their papers' code (``notes``: model -> sentence)."""
     metrics = metrics.copy()
     for col in ("native_interval", "reference_interval", "gap_significant"):
         if col not in metrics:
@@ -100,4 +101,7 @@ def compare_markdown(status: pd.DataFrame, metrics: pd.DataFrame,
     lines += [COMPARE_INTRO, "", COMPARE_INTERVALS.format(n=st.N_BOOT), "", "## Status", "",
               status.to_markdown(index=False), "", "## Metrics", "",
               shown.to_markdown(index=False, disable_numparse=True), ""]
+    if notes:
+        lines += ["## Known deviations of the reference entries", ""]
+        lines += [f"- `{model}`: {note}." for model, note in notes.items()] + [""]
     return "\n".join(lines)

@@ -19,6 +19,7 @@ from nfbench.benchmarks.compare import (
     add_compare_arguments,
     compare_records,
     compared_models,
+    known_deviations,
     write_compare,
 )
 from nfbench.benchmarks.record import CellRecord, Cost, ErrorInfo
@@ -115,6 +116,18 @@ def test_compare_figure_draws_both_sides():
 
 def test_compared_models_are_those_with_a_reference():
     assert compared_models(REGISTERED) == ["fastflow", "uflow"]
+
+
+def test_known_deviations_are_printed_under_the_table(tmp_path: Path):
+    """A reference entry's declared departure from its paper's code is read from the
+    registry and printed once, under the table (U-Flow's batch-summed loss)."""
+    notes = known_deviations(["fastflow", "uflow", "cflow"], REGISTERED)
+    assert list(notes) == ["uflow"] and "UFlowLoss" in notes["uflow"]
+    status, metrics = compare_records(RECORDS, ["fastflow", "uflow"], REGISTERED)
+    text = write_compare(status, metrics, tmp_path, None, notes).read_text()
+    section = text.split("## Known deviations of the reference entries")[1]
+    assert section.strip().startswith("- `uflow`: anomalib 2.7's UFlowLoss")
+    assert "Known deviations" not in markdown(status, metrics)
 
 
 def test_several_seeds_welch_and_seed_intervals():
