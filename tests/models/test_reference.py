@@ -58,6 +58,28 @@ def test_reference_builds_offline_trains_and_scores(name: str, monkeypatch: pyte
     assert model.training is False  # scoring left the mode as it found it
 
 
+def test_csflow_reference_keeps_anomalibs_batch_summed_log_det():
+    """anomalib's CS-Flow returns one log-det for the whole batch (the authors' is per sample);
+    the reference keeps it and declares it (models/reference/README.md has the measurement)."""
+    pytest.importorskip("anomalib")
+    from nfbench.models.reference.common import net_mode
+
+    torch.manual_seed(0)
+    model = create_model("anomalib.csflow", TINY, cross_conv_hidden_channels=8)
+    with torch.no_grad():
+        for name, p in model.net.named_parameters():
+            if "gamma" in name:  # zero at init, which would make every log-det 0
+                p.fill_(1.0)
+    feats = _tiny_features(3)
+    with torch.no_grad(), net_mode(model.net, True):
+        _, batch = model.net(feats)
+        alone = torch.stack([model.net([f[i:i + 1] for f in feats])[1].reshape(())
+                             for i in range(3)])
+    assert alone.abs().min() > 0 and not torch.allclose(alone, alone[0].expand(3))
+    assert torch.allclose(batch.reshape(-1), alone.sum().expand(batch.numel()), rtol=1e-4)
+    assert "log-det over the batch" in model.known_deviation
+
+
 def test_csflow_uses_anomalib_adam_epsilon():
     pytest.importorskip("anomalib")
     model = create_model("anomalib.csflow", TINY, cross_conv_hidden_channels=8)
