@@ -34,16 +34,18 @@ def greedy_coreset_indices(
     generator = torch.Generator().manual_seed(seed)
     points = random_projection(features, projection_dim, generator)
     sq_norms = points.pow(2).sum(dim=1)
-    chosen = torch.empty(size, dtype=torch.long)
-    idx = int(torch.randint(n, (1,), generator=generator))
+    # the loop never reads a value back to the host: on a GPU the 'size' steps are queued
+    # without one synchronisation each (which cost ms per step with other processes sharing it)
+    chosen = torch.empty(size, dtype=torch.long, device=points.device)
+    idx = torch.randint(n, (1,), generator=generator).to(points.device)
     min_sq = torch.full_like(sq_norms, math.inf)
     for i in range(size):
-        chosen[i] = idx
-        centre = points[idx]
+        chosen[i] = idx[0]
+        centre = points.index_select(0, idx)[0]
         # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2: one matrix-vector product per centre
         min_sq = torch.minimum(min_sq, sq_norms - 2.0 * (points @ centre) + sq_norms[idx])
-        min_sq[idx] = -math.inf  # a chosen row is never chosen again (duplicates included)
-        idx = int(torch.argmax(min_sq))
+        min_sq.index_fill_(0, idx, -math.inf)  # never chosen again (duplicates included)
+        idx = torch.argmax(min_sq).view(1)
     return chosen.to(features.device)
 
 

@@ -11,7 +11,11 @@ from torch import nn
 
 from nfbench.models.backbone import Backbone, FeatureInfo
 from nfbench.models.patchcore.anomaly_map import nearest_neighbours
-from nfbench.models.patchcore.coreset import coreset_size, greedy_coreset_indices
+from nfbench.models.patchcore.coreset import (
+    coreset_size,
+    greedy_coreset_indices,
+    random_projection,
+)
 from nfbench.models.registry import create_model
 
 TINY = FeatureInfo(channels=(4, 8), strides=(4, 8), input_size=32)
@@ -49,6 +53,21 @@ def test_coreset_is_a_deterministic_subset_of_the_right_size():
     assert torch.equal(idx, greedy_coreset_indices(bank, size, seed=3, projection_dim=8))
     assert not torch.equal(idx, greedy_coreset_indices(bank, size, seed=4, projection_dim=8))
     assert torch.equal(greedy_coreset_indices(bank, 600, seed=3), torch.arange(500))
+
+
+def test_coreset_is_k_center_greedy_on_the_projection():
+    """Each centre is the row farthest from all centres chosen before it, by a direct cdist
+    over the same seeded projection and first row (Algorithm 1 of the paper)."""
+    bank = torch.randn(300, 24, generator=torch.Generator().manual_seed(1))
+    idx = greedy_coreset_indices(bank, 40, seed=5, projection_dim=8)
+    generator = torch.Generator().manual_seed(5)
+    points = random_projection(bank, 8, generator)
+    expected = [int(torch.randint(300, (1,), generator=generator))]
+    while len(expected) < 40:
+        far = torch.cdist(points, points[expected]).min(dim=1).values
+        far[expected] = -1.0
+        expected.append(int(far.argmax()))
+    assert idx.tolist() == expected
 
 
 def test_model_bank_is_a_coreset_of_the_patch_features():
