@@ -236,3 +236,25 @@ def test_model_map_is_mean_over_levels_of_neg_log_prob(per_dim: bool):
             out = model.score(feats, class_ids)
             assert torch.allclose(out.maps, expected, atol=1e-5)
             assert torch.allclose(out.image_scores, expected.flatten(1).amax(1), atol=1e-5)
+
+
+@pytest.mark.parametrize("rows_per_pass", [256, 6, 5])  # 3 classes in 1 pass, 2+1, 1+1+1
+def test_all_class_log_probs_batched_equal_the_per_class_loop(monkeypatch, rows_per_pass: int):
+    """Every class's log p(x|y) in one batched pass (or in chunks) is the per-class loop."""
+    from nfbench.models.ccnf import model as ccnf_model
+
+    monkeypatch.setattr(ccnf_model, "CLASS_BATCH_ROWS", rows_per_pass)
+    torch.manual_seed(0)
+    model = _perturb(create_model("ccnf", TINY, **SMALL))
+    for task in range(3):
+        model.start_task(task, [task], "finetune")
+    model.eval()
+    vectors, warm = model._vectors(_feats(3)), float(model.warm)
+    with torch.no_grad():
+        batched = model._all_class_log_probs(vectors)
+        loop = [torch.stack([level.log_prob(x, e.view(1, 1, -1), model._pos(i), warm)
+                             for e in model.embedding.table()])
+                for i, (x, level) in enumerate(zip(vectors, model.levels, strict=True))]
+    assert [b.shape for b in batched] == [(3, 3, 16), (3, 3, 4)]
+    for b, ref in zip(batched, loop, strict=True):
+        assert torch.allclose(b, ref, atol=1e-5, rtol=1e-5)
