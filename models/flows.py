@@ -134,3 +134,53 @@ class ScalePermute(nn.Module):
         key = "inv" if rev else "perm"
         out = [x[:, getattr(self, f"{key}_{i}")] for i, x in enumerate(xs)]
         return out, xs[0].new_zeros(xs[0].shape[0])
+
+
+def soft_clamp(s: torch.Tensor, clamp: float) -> torch.Tensor:
+    """CS-Flow's log-scale clamp (MSFlow's too): alpha * 0.636 * atan(s / alpha), in
+    (-alpha, alpha); alpha <= 0 leaves s as it is."""
+    return clamp * 0.636 * torch.atan(s / clamp) if clamp > 0 else s
+
+
+class ScaleAffineCoupling(nn.Module):
+    """Glow-style affine coupling applied to every scale at once (channel halves x1, x2):
+    y1 = x1 exp(e(s1(x2))) + t1(x2);  y2 = x2 exp(e(s2(y1))) + t2(y1), with e the soft clamp
+    and s, t of one scale computed from all scales. log|det J| = sum of e(s) over both halves
+    and all scales. Subclasses own the two subnets (CS-Flow's cross-scale convolutions,
+    MSFlow's fusion subnet) and say how they give raw s and t (`_raw_affine`)."""
+
+    def __init__(self, channels: list[int], clamp: float) -> None:
+        super().__init__()
+        self.len1 = [c // 2 for c in channels]
+        self.len2 = [c - c // 2 for c in channels]
+        self.clamp = clamp
+
+    def _raw_affine(self, first: bool, cond: list[torch.Tensor]
+                    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """Unclamped log-scales and shifts per scale: of x1 from x2 (first) or of x2 from y1."""
+        raise NotImplementedError
+
+    def _affine(self, first: bool, cond: list[torch.Tensor]):
+        s, t = self._raw_affine(first, cond)
+        return [soft_clamp(v, self.clamp) for v in s], t
+
+    def forward(
+        self, xs: list[torch.Tensor], rev: bool = False
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        x1 = [x[:, :n] for x, n in zip(xs, self.len1, strict=True)]
+        x2 = [x[:, n:] for x, n in zip(xs, self.len1, strict=True)]
+        if not rev:
+            ls1, t1 = self._affine(True, x2)
+            y1 = [a * torch.exp(s) + t for a, s, t in zip(x1, ls1, t1, strict=True)]
+            ls2, t2 = self._affine(False, y1)
+            y2 = [b * torch.exp(s) + t for b, s, t in zip(x2, ls2, t2, strict=True)]
+            sign = 1.0
+        else:  # xs are outputs here: undo the second half first
+            ls2, t2 = self._affine(False, x1)
+            y2 = [(b - t) * torch.exp(-s) for b, s, t in zip(x2, ls2, t2, strict=True)]
+            ls1, t1 = self._affine(True, y2)
+            y1 = [(a - t) * torch.exp(-s) for a, s, t in zip(x1, ls1, t1, strict=True)]
+            sign = -1.0
+        log_det = sum(s.flatten(1).sum(1) for s in ls1 + ls2)
+        out = [torch.cat([a, b], dim=1) for a, b in zip(y1, y2, strict=True)]
+        return out, sign * log_det

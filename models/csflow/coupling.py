@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nfbench.models.flows import ScalePermute
+from nfbench.models.flows import ScaleAffineCoupling, ScalePermute
 
 
 class CrossConvolutions(nn.Module):
@@ -58,55 +58,25 @@ class CrossConvolutions(nn.Module):
         return [o * self.gamma[i] for i, o in enumerate(out)]
 
 
-def soft_clamp(s: torch.Tensor, clamp: float) -> torch.Tensor:
-    """The paper's log-scale clamp: alpha * 0.636 * atan(s / alpha), in (-alpha, alpha)."""
-    return clamp * 0.636 * torch.atan(s / clamp) if clamp > 0 else s
-
-
-class CrossScaleCoupling(nn.Module):
-    """Glow-style affine coupling applied to every scale in parallel (channel halves x1, x2):
-    y1 = x1 * exp(e(s1(x2))) + t1(x2);  y2 = x2 * exp(e(s2(y1))) + t2(y1), where s, t of one
-    scale come from all scales. log|det J| = sum of e(s) over both halves and all scales."""
+class CrossScaleCoupling(ScaleAffineCoupling):
+    """The scale-parallel affine coupling whose subnets are cross-scale convolutions (each
+    returns s and t of its half stacked along channels)."""
 
     def __init__(
         self, channels: list[int], hidden: int, kernel_size: int, clamp: float,
         leaky_slope: float = 0.1,
     ) -> None:
-        super().__init__()
-        self.len1 = [c // 2 for c in channels]
-        self.len2 = [c - c // 2 for c in channels]
-        self.clamp = clamp
+        super().__init__(channels, clamp)
         self.net1 = CrossConvolutions(
             self.len2, [2 * n for n in self.len1], hidden, kernel_size, leaky_slope)
         self.net2 = CrossConvolutions(
             self.len1, [2 * n for n in self.len2], hidden, kernel_size, leaky_slope)
 
-    def _affine(self, net: nn.Module, cond: list[torch.Tensor], lens: list[int]):
+    def _raw_affine(self, first: bool, cond: list[torch.Tensor]):
+        net, lens = (self.net1, self.len1) if first else (self.net2, self.len2)
         out = net(cond)
-        log_s = [soft_clamp(o[:, :n], self.clamp) for o, n in zip(out, lens, strict=True)]
-        t = [o[:, n:] for o, n in zip(out, lens, strict=True)]
-        return log_s, t
-
-    def forward(
-        self, xs: list[torch.Tensor], rev: bool = False
-    ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        x1 = [x[:, :n] for x, n in zip(xs, self.len1, strict=True)]
-        x2 = [x[:, n:] for x, n in zip(xs, self.len1, strict=True)]
-        if not rev:
-            ls1, t1 = self._affine(self.net1, x2, self.len1)
-            y1 = [a * torch.exp(s) + t for a, s, t in zip(x1, ls1, t1, strict=True)]
-            ls2, t2 = self._affine(self.net2, y1, self.len2)
-            y2 = [b * torch.exp(s) + t for b, s, t in zip(x2, ls2, t2, strict=True)]
-            sign = 1.0
-        else:  # xs are outputs here: undo the second half first
-            ls2, t2 = self._affine(self.net2, x1, self.len2)
-            y2 = [(b - t) * torch.exp(-s) for b, s, t in zip(x2, ls2, t2, strict=True)]
-            ls1, t1 = self._affine(self.net1, y2, self.len1)
-            y1 = [(a - t) * torch.exp(-s) for a, s, t in zip(x1, ls1, t1, strict=True)]
-            sign = -1.0
-        log_det = sum(s.flatten(1).sum(1) for s in ls1 + ls2)
-        out = [torch.cat([a, b], dim=1) for a, b in zip(y1, y2, strict=True)]
-        return out, sign * log_det
+        return ([o[:, :n] for o, n in zip(out, lens, strict=True)],
+                [o[:, n:] for o, n in zip(out, lens, strict=True)])
 
 
 class CrossScaleFlow(nn.Module):

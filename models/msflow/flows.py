@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from nfbench.models.flows import ScalePermute, positional_encoding_2d
+from nfbench.models.flows import ScaleAffineCoupling, ScalePermute, positional_encoding_2d
 
 
 class ConvLNSubnet(nn.Module):
@@ -49,11 +49,6 @@ def build_parallel_flow(
         flow.append(Fm.AllInOneBlock, subnet_constructor=ConvLNSubnet, affine_clamping=clamp,
                     global_affine_type="SOFTPLUS", permute_soft=False, **cond)
     return flow
-
-
-def soft_clamp(s: torch.Tensor, clamp: float) -> torch.Tensor:
-    """The fusion coupling's log-scale clamp: alpha * 0.636 * atan(s / alpha)."""
-    return clamp * 0.636 * torch.atan(s / clamp) if clamp > 0 else s
 
 
 class FusionSubnet(nn.Module):
@@ -90,41 +85,17 @@ class FusionSubnet(nn.Module):
         return s, t
 
 
-class FusionCoupling(nn.Module):
-    """y1 = x1 exp(e(s_a(x2))) + t_a(x2);  y2 = x2 exp(e(s_b(y1))) + t_b(y1), every scale at
-    once, s and t of one scale computed from all scales. log|det J| = sum of e(s)."""
+class FusionCoupling(ScaleAffineCoupling):
+    """The scale-parallel affine coupling whose subnets are fusion subnets: s and t of one
+    scale computed from all scales pooled together."""
 
     def __init__(self, channels: list[int], clamp: float, hidden_ratio: float) -> None:
-        super().__init__()
-        self.len1 = [c // 2 for c in channels]
-        self.len2 = [c - c // 2 for c in channels]
-        self.clamp = clamp
+        super().__init__(channels, clamp)
         self.net_a = FusionSubnet(self.len2, self.len1, hidden_ratio)  # x2 -> s, t of x1
         self.net_b = FusionSubnet(self.len1, self.len2, hidden_ratio)  # y1 -> s, t of x2
 
-    def _affine(self, net: FusionSubnet, cond: list[torch.Tensor]):
-        s, t = net(cond)
-        return [soft_clamp(v, self.clamp) for v in s], t
-
-    def forward(
-        self, xs: list[torch.Tensor], rev: bool = False
-    ) -> tuple[list[torch.Tensor], torch.Tensor]:
-        a = [x[:, :n] for x, n in zip(xs, self.len1, strict=True)]
-        b = [x[:, n:] for x, n in zip(xs, self.len1, strict=True)]
-        if not rev:
-            ls_a, t_a = self._affine(self.net_a, b)
-            a = [x * torch.exp(s) + t for x, s, t in zip(a, ls_a, t_a, strict=True)]
-            ls_b, t_b = self._affine(self.net_b, a)
-            b = [x * torch.exp(s) + t for x, s, t in zip(b, ls_b, t_b, strict=True)]
-            sign = 1.0
-        else:  # undo the second half first
-            ls_b, t_b = self._affine(self.net_b, a)
-            b = [(y - t) * torch.exp(-s) for y, s, t in zip(b, ls_b, t_b, strict=True)]
-            ls_a, t_a = self._affine(self.net_a, b)
-            a = [(y - t) * torch.exp(-s) for y, s, t in zip(a, ls_a, t_a, strict=True)]
-            sign = -1.0
-        log_det = sum(s.flatten(1).sum(1) for s in ls_a + ls_b)
-        return [torch.cat([u, v], dim=1) for u, v in zip(a, b, strict=True)], sign * log_det
+    def _raw_affine(self, first: bool, cond: list[torch.Tensor]):
+        return (self.net_a if first else self.net_b)(cond)
 
 
 class MultiScaleFlow(nn.Module):
