@@ -63,11 +63,43 @@ def parse_levels(text: str, num_levels: int) -> list[int]:
     return picked
 
 
+class MemoryBankModel(FlowADModel):
+    """What every training-free memory-bank entry shares (native PatchCore and anomalib's):
+    no parameters, so no loss and no drift groups; the bank is fitted in finish_task with a
+    coreset seed per task, drawn once from the global RNG (the harness seeds it with the
+    cell's seed), so a cell is reproducible and its seeds differ."""
+
+    is_flow = False  # a training-free baseline: the leaderboard's reference ceiling
+    seed: int
+    _task: int = 0
+
+    def draw_seed(self) -> None:
+        """Called by a subclass once its own construction has drawn what it draws."""
+        self.seed = int(torch.randint(0, 2**31 - 1, (1,)))
+
+    @property
+    def fit_seed(self) -> int:
+        """The coreset seed of the current task."""
+        return self.seed + self._task
+
+    def start_task(self, task_index: int, new_classes: Sequence[int], strategy: str) -> None:
+        super().start_task(task_index, new_classes, strategy)
+        self._task = task_index
+
+    def training_loss(
+        self, features: list[torch.Tensor], class_ids: torch.Tensor, progress: TrainProgress
+    ) -> LossTerms:
+        """Never needed (no parameters, so the trainer takes no steps): a zero loss."""
+        return LossTerms(features[0].new_zeros(()), {})
+
+    def diagnostic_groups(self) -> dict[str, list[torch.Tensor]]:
+        return {}
+
+
 @register_model("patchcore")
-class PatchCore(FlowADModel):
+class PatchCore(MemoryBankModel):
     config_class = PatchCoreConfig
     paper = "Roth et al., PatchCore, CVPR 2022"
-    is_flow = False  # a training-free memory-bank baseline: the leaderboard's reference ceiling
     own_strategy = OWN_STRATEGY
 
     memory_bank: torch.Tensor
@@ -79,10 +111,7 @@ class PatchCore(FlowADModel):
         dim = sum(features.channels[i] for i in self.level_ids)
         self.register_buffer("memory_bank", torch.zeros(0, dim))
         self.register_buffer("task_sizes", torch.zeros(0, dtype=torch.long))  # rows per task
-        # coresets are seeded from the global RNG at construction (the harness seeds it with
-        # the cell's seed), so a cell is reproducible and its seeds differ
-        self.seed = int(torch.randint(0, 2**31 - 1, (1,)))
-        self._task = 0
+        self.draw_seed()
         self._mode = "finetune"
 
     @property
@@ -92,7 +121,6 @@ class PatchCore(FlowADModel):
 
     def start_task(self, task_index: int, new_classes: Sequence[int], strategy: str) -> None:
         super().start_task(task_index, new_classes, strategy)
-        self._task = task_index
         self._mode = strategy
 
     def embed(self, features: list[torch.Tensor]) -> torch.Tensor:
@@ -113,12 +141,6 @@ class PatchCore(FlowADModel):
         """(B, D, h, w) -> (B*h*w, D), patches of one image contiguous."""
         return embedding.permute(0, 2, 3, 1).reshape(-1, embedding.shape[1])
 
-    def training_loss(
-        self, features: list[torch.Tensor], class_ids: torch.Tensor, progress: TrainProgress
-    ) -> LossTerms:
-        """Never needed (no parameters, so the trainer takes no steps): a zero loss."""
-        return LossTerms(features[0].new_zeros(()), {})
-
     @torch.no_grad()
     def finish_task(self, features: list[torch.Tensor], class_ids: torch.Tensor) -> None:
         """Coreset of every patch the learner holds; appended under the own strategy,
@@ -126,7 +148,7 @@ class PatchCore(FlowADModel):
         rows = torch.cat([self._rows(self.embed(f))
                           for f, _ in self.iter_batches(features, None)])
         keep = coreset_size(rows.shape[0], self.config.coreset_ratio)
-        idx = greedy_coreset_indices(rows, keep, self.seed + self._task,
+        idx = greedy_coreset_indices(rows, keep, self.fit_seed,
                                      self.config.projection_dim)
         coreset = rows[idx]
         size = self.task_sizes.new_tensor([keep])
@@ -155,6 +177,3 @@ class PatchCore(FlowADModel):
         else:
             image_scores = patch_scores.amax(dim=1)
         return AnomalyOutput(maps=maps, image_scores=image_scores)
-
-    def diagnostic_groups(self) -> dict[str, list[torch.Tensor]]:
-        return {}

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from nfbench.models.backbone import FeatureInfo
-from nfbench.models.base import AnomalyOutput, FlowADModel, LossTerms, ModelConfig, TrainProgress
-from nfbench.models.patchcore.model import parse_levels
+from nfbench.models.base import AnomalyOutput, ModelConfig
+from nfbench.models.patchcore.model import MemoryBankModel, parse_levels
 from nfbench.models.reference.common import FeatureFeeder, anomalib_module, as_output, net_mode
 from nfbench.models.registry import register_model
 
@@ -42,13 +42,12 @@ class AnomalibPatchcoreConfig(ModelConfig):
 
 
 @register_model("anomalib.patchcore")
-class AnomalibPatchcore(FlowADModel):
+class AnomalibPatchcore(MemoryBankModel):
     """Reference PatchCore: anomalib's embedding, coreset, search and map; nfbench's features."""
 
     config_class = AnomalibPatchcoreConfig
     kind = "reference"
     paper = "anomalib's PatchCore on nfbench features"
-    is_flow = False
 
     def __init__(self, config: AnomalibPatchcoreConfig, features: FeatureInfo) -> None:
         super().__init__(config, features)
@@ -63,13 +62,8 @@ class AnomalibPatchcore(FlowADModel):
         net.layers = layers
         self.net = net
         # anomalib's sampler draws from torch's and numpy's global RNGs; they are seeded from
-        # this (drawn under the harness's cell seed) for each fit, and restored afterwards
-        self.seed = int(torch.randint(0, 2**31 - 1, (1,)))
-        self._task = 0
-
-    def start_task(self, task_index: int, new_classes, strategy: str) -> None:
-        super().start_task(task_index, new_classes, strategy)
-        self._task = task_index
+        # the fit seed for each fit, and restored afterwards (drawn after the net's own draws)
+        self.draw_seed()
 
     def _run(self, features: list[torch.Tensor], training: bool):
         size = self.features.input_size
@@ -78,11 +72,6 @@ class AnomalibPatchcore(FlowADModel):
         placeholder = chosen[0].new_empty(chosen[0].shape[0], 0, size, size)
         with net_mode(self.net, training), self.net.feature_extractor.feed(chosen):
             return self.net(placeholder)
-
-    def training_loss(
-        self, features: list[torch.Tensor], class_ids: torch.Tensor, progress: TrainProgress
-    ) -> LossTerms:
-        return LossTerms(features[0].new_zeros(()), {})
 
     @torch.no_grad()
     def finish_task(self, features: list[torch.Tensor], class_ids: torch.Tensor) -> None:
@@ -96,8 +85,8 @@ class AnomalibPatchcore(FlowADModel):
         numpy_state = np.random.get_state()
         try:
             with torch.random.fork_rng(devices=devices):
-                torch.manual_seed(self.seed + self._task)
-                np.random.seed((self.seed + self._task) % 2**32)
+                torch.manual_seed(self.fit_seed)
+                np.random.seed(self.fit_seed % 2**32)
                 with warnings.catch_warnings():  # its decorator warns of an argument not given
                     warnings.filterwarnings("ignore", "Argument embeddings is deprecated")
                     self.net.subsample_embedding(self.config.coreset_sampling_ratio)
@@ -107,6 +96,3 @@ class AnomalibPatchcore(FlowADModel):
     @torch.no_grad()
     def score(self, features: list[torch.Tensor], class_ids: torch.Tensor | None) -> AnomalyOutput:
         return as_output(self._run(list(features), training=False))
-
-    def diagnostic_groups(self) -> dict[str, list[torch.Tensor]]:
-        return {}
