@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+from collections.abc import Callable
 from importlib import metadata
 from typing import Any
 
@@ -38,17 +39,24 @@ class UnknownModelError(KeyError):
         return str(self.args[0])
 
 
-def register_model(name: str):
-    """Class decorator: make a FlowADModel subclass available under `name`."""
+def registering(registry: dict[str, type], kind: str, name: str) -> Callable[[type], type]:
+    """Class decorator storing a class under `name` in `registry` (and as its `name`); another
+    class under a taken name is an error, the same class again (a re-import) is not. Shared by
+    the model and the strategy registries."""
 
-    def wrap(cls: type[FlowADModel]) -> type[FlowADModel]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"model '{name}' registered twice")
+    def wrap(cls: type) -> type:
+        if name in registry and registry[name] is not cls:
+            raise ValueError(f"{kind} '{name}' registered twice")
         cls.name = name
-        _REGISTRY[name] = cls
+        registry[name] = cls
         return cls
 
     return wrap
+
+
+def register_model(name: str) -> Callable[[type], type]:
+    """Class decorator: make a FlowADModel subclass available under `name`."""
+    return registering(_REGISTRY, "model", name)
 
 
 def _load_builtins() -> None:

@@ -10,12 +10,14 @@ subclass plus its import line in strategies/__init__.py.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from nfbench.datasets.base import Dataset, Sample
 from nfbench.datasets.scenarios import Scenario
 from nfbench.models.base import FlowADModel
+from nfbench.models.registry import registering
 
 
 class StrategyError(ValueError):
@@ -88,17 +90,9 @@ class Strategy:
 _REGISTRY: dict[str, type[Strategy]] = {}
 
 
-def register_strategy(name: str):
+def register_strategy(name: str) -> Callable[[type], type]:
     """Class decorator: make a Strategy subclass available under `name`."""
-
-    def wrap(cls: type[Strategy]) -> type[Strategy]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"strategy '{name}' registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return wrap
+    return registering(_REGISTRY, "strategy", name)
 
 
 def available_strategies() -> list[str]:
