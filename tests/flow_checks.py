@@ -60,3 +60,17 @@ def assert_multiscale_invertible(flow: Callable, xs: list[torch.Tensor], atol=1e
     for x, b in zip(xs, back, strict=True):
         assert torch.allclose(x, b, atol=atol), float((x - b).abs().max())
     assert torch.allclose(inv_log_det, -log_det)
+
+
+def multiscale_inputs(channels: list[int], sizes: list[int], batch: int) -> list[torch.Tensor]:
+    """Random float64 maps, one per scale (channels[i] x sizes[i] x sizes[i])."""
+    return [torch.randn(batch, c, s, s, dtype=torch.float64)
+            for c, s in zip(channels, sizes, strict=True)]
+
+
+def assert_coarsest_moves_finest(flow: Callable, xs: list[torch.Tensor]) -> None:
+    """The cross-scale point of a multi-scale flow: the finest latent moves when only the
+    coarsest input moves."""
+    z0 = flow(xs)[0][0]
+    moved = [*xs[:-1], xs[-1] + 1.0]
+    assert not torch.allclose(flow(moved)[0][0], z0)

@@ -32,16 +32,11 @@ def _flow(channels: list[int], cond_channels: int = 4, fusion_blocks: int = 1) -
     return flow
 
 
-def _inputs(channels: list[int], sizes: list[int], batch: int) -> list[torch.Tensor]:
-    return [torch.randn(batch, c, s, s, dtype=torch.float64)
-            for c, s in zip(channels, sizes, strict=True)]
-
-
 @pytest.mark.parametrize(("channels", "sizes", "cond", "fusion_blocks"), [
     ([4, 4, 4], [4, 2, 1], 4, 1), ([4, 6, 5], [4, 2, 1], 8, 1), ([3, 5, 7], [6, 3, 2], 0, 2)])
 def test_parallel_and_fusion_flow_is_invertible(channels, sizes, cond, fusion_blocks):
     flow = _flow(channels, cond, fusion_blocks)
-    xs = _inputs(channels, sizes, 2)
+    xs = checks.multiscale_inputs(channels, sizes, 2)
     checks.assert_multiscale_invertible(flow, xs)
 
 
@@ -60,7 +55,7 @@ def _flat_forward(flow: MultiScaleFlow, shapes: list[torch.Size]):
 def test_logdet_matches_autograd(fusion_blocks):
     channels, sizes = [4, 6, 5], [4, 2, 1]
     flow = _flow(channels, fusion_blocks=fusion_blocks)
-    xs = _inputs(channels, sizes, 1)
+    xs = checks.multiscale_inputs(channels, sizes, 1)
     flat = torch.cat([x.reshape(-1) for x in xs])
     checks.assert_logdet_matches_autograd(_flat_forward(flow, [x.shape for x in xs]), flat)
 
@@ -83,11 +78,8 @@ def test_fusion_exchanges_information_across_scales():
     """The finest latent moves when only the coarsest input moves (the fusion flow's point);
     without the fusion flow it would not."""
     channels, sizes = [4, 4, 4], [4, 2, 1]
-    flow = _flow(channels)
-    xs = _inputs(channels, sizes, 1)
-    z0 = flow(xs)[0][0]
-    xs[2] = xs[2] + 1.0
-    assert not torch.allclose(flow(xs)[0][0], z0)
+    flow, xs = _flow(channels), checks.multiscale_inputs(channels, sizes, 1)
+    checks.assert_coarsest_moves_finest(flow, xs)
 
 
 def test_tiny_fit_lowers_loss_no_nan_and_latent_shapes():
