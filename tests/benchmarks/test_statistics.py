@@ -16,7 +16,6 @@ from sklearn.metrics import roc_auc_score
 
 from nfbench.benchmarks import statistics as st
 from nfbench.benchmarks.forgetting import summarize
-from nfbench.benchmarks.metrics import aupro, pixel_metrics
 from nfbench.benchmarks.record import CellRecord
 
 # --------------------------------------------------------------- seed interval
@@ -57,88 +56,6 @@ def test_stratified_counts_keep_stratum_sizes_and_are_seeded() -> None:
     np.testing.assert_array_equal(c, st.stratified_counts(strata, n_boot=200, seed=0))
     assert not np.array_equal(c, st.stratified_counts(strata, n_boot=200, seed=1))
     assert (c[:, :3] != 1).any()  # really resampled
-
-
-SCORES = np.array([0.1, 0.4, 0.35, 0.8, 0.35, 0.9, 0.2, 0.8])
-LABELS = np.array([0, 0, 1, 1, 0, 1, 0, 0])  # ties across labels at 0.35 and 0.8
-
-
-def test_auroc_replicates_matches_sklearn_with_ties() -> None:
-    ones = np.ones((1, SCORES.size))
-    expected = roc_auc_score(LABELS, SCORES)
-    assert st.auroc_replicates(SCORES, LABELS, ones)[0] == pytest.approx(expected)
-    assert roc_auc_score(LABELS, SCORES) == pytest.approx(12 / 15)  # 2.5 + 4.5 + 5 wins of 15 pairs
-    y, s = [0, 1, 0, 1], [0.5, 0.5, 0.5, 0.5]  # all tied: 0.5
-    assert st.auroc_replicates(s, y, np.ones((1, 4)))[0] == roc_auc_score(y, s) == 0.5
-
-
-def test_auroc_replicates_counts_equal_repeated_samples() -> None:
-    counts = np.array([[2, 0, 1, 3, 1, 0, 1, 1], [1, 1, 1, 1, 1, 1, 1, 1],
-                       [0, 2, 1, 0, 2, 3, 0, 1]])
-    got = st.auroc_replicates(SCORES, LABELS, counts)
-    for row, value in zip(counts, got, strict=True):
-        idx = np.repeat(np.arange(SCORES.size), row)
-        assert value == pytest.approx(roc_auc_score(LABELS[idx], SCORES[idx]))
-    one_class = st.auroc_replicates(SCORES[:2], LABELS[:2], np.ones((1, 2)))
-    assert math.isnan(one_class[0])
-
-
-# --------------------------------------------------------------- pixel metrics
-
-
-def _maps_masks(levels: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """4 images of 12x12: two normal, two with defects (one with two regions)."""
-    rng = np.random.default_rng(3)
-    masks = np.zeros((4, 12, 12), bool)
-    masks[2, 2:5, 2:6] = True
-    masks[3, 1:3, 1:3] = True
-    masks[3, 7:11, 6:10] = True
-    maps = rng.random(masks.shape) + 0.6 * masks
-    if levels is not None:  # few distinct values: binning is exact
-        maps = np.round(maps * levels) / levels
-    return maps.astype(np.float16), masks
-
-
-def test_binned_pixel_metrics_exact_with_few_distinct_values() -> None:
-    maps, masks = _maps_masks(levels=8)
-    h = st.pixel_histograms(maps, masks, levels=1024)
-    exact = pixel_metrics(maps.astype(np.float32), masks)
-    ones = np.ones((1, 4))
-    assert st.pixel_auroc_replicates(h, ones)[0] == pytest.approx(exact["pixel_auroc"], abs=1e-12)
-    assert st.aupro_replicates(h, ones)[0] == pytest.approx(exact["pixel_aupro"], abs=1e-12)
-    np.testing.assert_array_equal(h.regions, [0, 0, 1, 2])
-
-
-def test_binned_pixel_metrics_close_to_exact_within_binning() -> None:
-    maps, masks = _maps_masks(levels=None)  # ~ 500 distinct float16 values
-    exact = pixel_metrics(maps.astype(np.float32), masks)
-    ones = np.ones((1, 4))
-    for levels, tol in ((64, 0.01), (1024, 1e-12)):
-        h = st.pixel_histograms(maps, masks, levels=levels)
-        assert h.normal.shape[1] <= levels
-        assert st.pixel_auroc_replicates(h, ones)[0] == pytest.approx(exact["pixel_auroc"], abs=tol)
-        assert st.aupro_replicates(h, ones)[0] == pytest.approx(exact["pixel_aupro"], abs=tol)
-
-
-def test_pixel_replicates_equal_metrics_of_the_resampled_stack() -> None:
-    maps, masks = _maps_masks(levels=8)
-    h = st.pixel_histograms(maps, masks)
-    counts = np.array([[2, 0, 0, 2], [0, 1, 3, 0]])
-    auc, pro = st.pixel_auroc_replicates(h, counts), st.aupro_replicates(h, counts)
-    for row, a, p in zip(counts, auc, pro, strict=True):
-        idx = np.repeat(np.arange(4), row)
-        exact = pixel_metrics(maps[idx].astype(np.float32), masks[idx])
-        assert a == pytest.approx(exact["pixel_auroc"], abs=1e-12)
-        assert p == pytest.approx(aupro(maps[idx].astype(np.float32), masks[idx]), abs=1e-12)
-
-
-def test_pixel_histograms_exclude_images_without_mask() -> None:
-    maps, masks = _maps_masks(levels=8)
-    h = st.pixel_histograms(maps, masks, include=np.array([True, True, False, True]))
-    assert h.normal[2].sum() == 0 and h.anomalous[2].sum() == 0
-    keep = [0, 1, 3]
-    exact = pixel_metrics(maps[keep].astype(np.float32), masks[keep])
-    assert st.pixel_auroc_replicates(h, np.ones((1, 4)))[0] == pytest.approx(exact["pixel_auroc"])
 
 
 # --------------------------------------------------------------- summaries
