@@ -85,15 +85,22 @@ def get_model_class(name: str) -> type[FlowADModel]:
     return _REGISTRY[name]
 
 
-def build_config(name: str, **overrides: Any) -> ModelConfig:
-    """The model's default config with overrides applied; None overrides are dropped."""
-    config_class = get_model_class(name).config_class
+def config_from_overrides(config_class: type, overrides: dict[str, Any], kind: str, name: str,
+                          error: type[Exception]) -> Any:
+    """A config dataclass's defaults with overrides applied; None overrides are dropped, and
+    an option the class lacks raises `error` naming it. Shared by models and strategies."""
     known = {f.name for f in dataclasses.fields(config_class)}
     given = {k: v for k, v in overrides.items() if v is not None}
     unknown = sorted(set(given) - known)
     if unknown:
-        raise UnknownModelError(f"model '{name}' has no option(s): {', '.join(unknown)}")
+        raise error(f"{kind} '{name}' has no option(s): {', '.join(unknown)}")
     return config_class(**given)
+
+
+def build_config(name: str, **overrides: Any) -> ModelConfig:
+    """The model's default config with overrides applied; None overrides are dropped."""
+    return config_from_overrides(get_model_class(name).config_class, overrides, "model", name,
+                                 UnknownModelError)
 
 
 def create_model(name: str, features: FeatureInfo, **overrides: Any) -> FlowADModel:

@@ -9,7 +9,6 @@ subclass plus its import line in strategies/__init__.py.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -17,7 +16,7 @@ from typing import Any, ClassVar
 from nfbench.datasets.base import Dataset, Sample
 from nfbench.datasets.scenarios import Scenario
 from nfbench.models.base import FlowADModel
-from nfbench.models.registry import registering
+from nfbench.models.registry import config_from_overrides, registering
 
 
 class StrategyError(ValueError):
@@ -113,10 +112,5 @@ def get_strategy_class(name: str, model_class: type[FlowADModel] | None = None) 
 
 def build_config(name: str, **overrides: Any) -> StrategyConfig:
     """The strategy's default config with overrides applied; None overrides are dropped."""
-    config_class = get_strategy_class(name).config_class
-    known = {f.name for f in dataclasses.fields(config_class)}
-    given = {k: v for k, v in overrides.items() if v is not None}
-    unknown = sorted(set(given) - known)
-    if unknown:
-        raise StrategyError(f"strategy '{name}' has no option(s): {', '.join(unknown)}")
-    return config_class(**given)
+    return config_from_overrides(get_strategy_class(name).config_class, overrides, "strategy",
+                                 name, StrategyError)

@@ -34,3 +34,15 @@ def test_models_and_strategies_refuse_a_second_class_under_a_taken_name(decorato
     get_model_class("fastflow")  # loads the built-in models
     with pytest.raises(ValueError, match=f"{kind} '{taken}' registered twice"):
         decorator(taken)(type("Impostor", (), {}))
+
+
+def test_models_and_strategies_name_an_unknown_option():
+    from nfbench.benchmarks.strategies.base import StrategyError
+    from nfbench.benchmarks.strategies.base import build_config as strategy_config
+    from nfbench.models.registry import UnknownModelError, build_config
+
+    assert build_config("fastflow", epochs=3, lr=None).epochs == 3  # None keeps the default
+    with pytest.raises(UnknownModelError, match="model 'fastflow' has no option.s.: nope"):
+        build_config("fastflow", nope=1)
+    with pytest.raises(StrategyError, match="strategy 'replay' has no option.s.: nope"):
+        strategy_config("replay", nope=1)
