@@ -22,7 +22,7 @@ import pandas as pd
 
 from nfbench.benchmarks.record import CellRecord
 from nfbench.benchmarks.report import compare_text, files, intervals, plots
-from nfbench.benchmarks.report.data import reference_name
+from nfbench.benchmarks.report.compare_data import reference_name
 
 __all__ = ["add_compare_arguments", "compare_records", "compared_models", "known_deviations",
            "main_compare", "reference_name", "run_compare", "shared_schedule", "write_compare"]

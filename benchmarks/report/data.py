@@ -27,10 +27,9 @@ from nfbench.benchmarks.record import CellRecord
 
 __all__ = [
     "GROUP_KEYS", "PRIMARY", "STATS", "MapColumn", "MapRow", "aggregate", "boot_cols", "bounds",
-    "cells_frame", "color_range", "compare_rows", "frame_keys", "group_key", "interval",
-    "is_false", "map_cells", "mean_r", "nanmean", "per_class_frame", "pick_samples",
-    "pooled_base", "r_matrices_frame", "record_metrics", "reference_name", "seed_r",
-    "side_status", "summarised", "task_names",
+    "cells_frame", "color_range", "frame_keys", "group_key", "interval", "is_false",
+    "map_cells", "mean_r", "nanmean", "number", "per_class_frame", "pick_samples",
+    "pooled_base", "r_matrices_frame", "seed_r", "summarised", "task_names",
 ]
 
 GROUP_KEYS = ["variant", "scenario", "strategy", "task_aware"]
@@ -83,7 +82,8 @@ def nanmean(a: np.ndarray, axis: int | None = None) -> np.ndarray | float:
         return np.nanmean(a, axis=axis)
 
 
-def _num(value: float | int | None) -> float:
+def number(value: float | int | None) -> float:
+    """A record's optional figure as a float (NaN where it is missing)."""
     return NAN if value is None else float(value)
 
 
@@ -126,19 +126,19 @@ def _score_cols(rec: CellRecord) -> dict[str, float]:
     for m in dict.fromkeys([*(s.key for s in summarised()), *rec.summary]):
         s = _summary(rec, m)
         for k in STATS:
-            row[f"{m}_{k}"] = NAN if rec.strategy == "joint" and k != "acc" else _num(s.get(k))
+            row[f"{m}_{k}"] = NAN if rec.strategy == "joint" and k != "acc" else number(s.get(k))
     return row
 
 
 def _threshold_cols(rec: CellRecord) -> dict[str, float]:
     """thr_<rule>_<f1|precision|recall>: what each rule (and the oracle) reports."""
-    return {f"thr_{rule}_{k}": _num(v[k]) for rule, v in (rec.thresholds or {}).items()
+    return {f"thr_{rule}_{k}": number(v[k]) for rule, v in (rec.thresholds or {}).items()
             for k in THRESHOLD_KEYS if k in v}
 
 
 def _cost_cols(rec: CellRecord) -> dict:
     cost = rec.cost
-    row: dict = {k: _num(getattr(cost, k)) for k in COST_KEYS}
+    row: dict = {k: number(getattr(cost, k)) for k in COST_KEYS}
     for k in ("memory_mb_batch1", "memory_mb_batch32"):  # schema 1: one peak for both
         if not np.isfinite(row[k]):
             row[k] = row["peak_memory_mb"]
@@ -160,9 +160,9 @@ def _context_cols(rec: CellRecord) -> dict:
         "batch_dependent": rec.batch_dependent_scores, "calibration": _calibration(rec),
         "is_flow": rec.is_flow,
         "skip_reason": rec.skip_reason,
-        "train_time_s_total": float(np.nansum([_num(v) for v in train])) if train else NAN,
-        "params_trainable_last": _num(trainable[-1]) if trainable else NAN,
-        "wall_time_s": _num(rec.wall_time_s),
+        "train_time_s_total": float(np.nansum([number(v) for v in train])) if train else NAN,
+        "params_trainable_last": number(trainable[-1]) if trainable else NAN,
+        "wall_time_s": number(rec.wall_time_s),
     }
 
 
@@ -187,7 +187,7 @@ def per_class_frame(records: Sequence[CellRecord]) -> pd.DataFrame:
     """One row per (cell, class) of the final evaluation, one column per metric."""
     rows = [{"cell_id": rec.cell_id, **{k: getattr(rec, k) for k in GROUP_KEYS},
              "seed": rec.seed, "status": rec.status, "class_name": cls,
-             **{m: _num(v) for m, v in vals.items()}}
+             **{m: number(v) for m, v in vals.items()}}
             for rec in records for cls, vals in (rec.per_class or {}).items()]
     empty = ["cell_id", *GROUP_KEYS, "seed", "status", "class_name"]
     return pd.DataFrame(rows, columns=None if rows else empty)
@@ -393,61 +393,3 @@ def color_range(maps: np.ndarray) -> tuple[float, float]:
     sub = maps[:: max(1, len(maps) // 64)].astype(np.float32)
     lo, hi = np.nanpercentile(sub, [1, 99.9]) if np.isfinite(sub).any() else (0.0, 1.0)
     return float(lo), float(hi) if hi > lo else float(lo) + 1e-6
-
-
-# ---------------------------------------------------------------- native vs reference
-
-def reference_name(model: str) -> str:
-    """The anomalib reference entry of a native model."""
-    return f"anomalib.{model}"
-
-
-COMPARED_COSTS: tuple[tuple[str, str], ...] = (
-    ("train_s_per_epoch", "train s/epoch"),
-    ("latency_ms_p50", "latency p50 (ms, batch 1)"),
-    ("memory_mb_batch1", "memory (MB, batch 1)"),
-    ("memory_mb_batch32", "memory (MB, batch 32)"),
-    ("params_trainable", "trainable params"),
-)
-
-
-def compare_rows() -> list[tuple[str, str, bool]]:
-    """(key, label, accuracy?) of each compared figure: the ACC of every summarised
-    (per-class) metric of the table, then the costs."""
-    return ([(s.key, s.label, True) for s in summarised() if not s.pooled]
-            + [(key, label, False) for key, label in COMPARED_COSTS])
-
-
-def record_metrics(rec: CellRecord) -> dict[str, float]:
-    """The compared numbers of one finished cell (NaN where the record lacks them)."""
-    cost = rec.cost
-    epochs = rec.config.get("epochs") or 0
-    times = cost.train_time_s
-    per_epoch = sum(times) / (epochs * len(times)) if times and epochs else NAN
-    memory = {k: _num(getattr(cost, k)) for k in ("memory_mb_batch1", "memory_mb_batch32")}
-    return {
-        **{s.key: rec.summary_value(s.key, "acc") for s in summarised() if not s.pooled},
-        "train_s_per_epoch": per_epoch,
-        "latency_ms_p50": _num(cost.latency_ms_p50),
-        # schema 1: one peak over both batch sizes
-        **{k: _num(cost.peak_memory_mb) if np.isnan(v) else v for k, v in memory.items()},
-        "params_trainable": float(max(cost.params_trainable)) if cost.params_trainable else NAN,
-    }
-
-
-def side_status(records: Sequence[CellRecord], registered: bool) -> str:
-    """"ok", "ok (2 of 3 seeds; failed: ...)", "failed: ...", "not run" or "not registered"
-    for one side (one model name) of a comparison; ‡ marks batch-dependent scores."""
-    if not registered:
-        return "not registered"
-    if not records:
-        return "not run"
-    bad = [r for r in records if not r.ok]
-    message = next((r.error.message for r in bad if r.error and r.error.message), "")
-    failed = f"failed: {message.splitlines()[0][:80]}" if message else "failed"
-    mark = " ‡" if any(r.batch_dependent_scores for r in records) else ""
-    if not bad:
-        return "ok" + mark
-    if len(bad) == len(records):
-        return failed
-    return f"ok{mark} ({len(records) - len(bad)} of {len(records)} seeds; {failed})"

@@ -14,7 +14,7 @@ import pandas as pd
 
 from nfbench.benchmarks import statistics as st
 from nfbench.benchmarks.record import CellRecord
-from nfbench.benchmarks.report import data
+from nfbench.benchmarks.report import compare_data
 from nfbench.benchmarks.report.data import (
     PRIMARY,
     boot_cols,
@@ -231,13 +231,13 @@ def compare_tables(records: Sequence[CellRecord], models: Sequence[str], registe
     reps, sigs = cell_replicates(records, scores) if scores else ({}, {})
     status_rows, metric_rows = [], []
     for model in models:
-        sides = {"native": model, "reference": data.reference_name(model)}
-        status = {side: data.side_status(by_model.get(name, []), name in registered)
+        sides = {"native": model, "reference": compare_data.reference_name(model)}
+        status = {side: compare_data.side_status(by_model.get(name, []), name in registered)
                   for side, name in sides.items()}
         status_rows.append({"model": model, **status})
         ok = {side: [r for r in by_model.get(name, []) if r.ok]
               if status[side].startswith("ok") else [] for side, name in sides.items()}
-        values = {side: [data.record_metrics(r) for r in recs] for side, recs in ok.items()}
+        values = {side: [compare_data.record_metrics(r) for r in recs] for side, recs in ok.items()}
         metric_rows += [_metric_row(model, row, ok, values, reps, sigs)
-                        for row in data.compare_rows()]
+                        for row in compare_data.compare_rows()]
     return pd.DataFrame(status_rows), pd.DataFrame(metric_rows)

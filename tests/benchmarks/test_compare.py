@@ -24,8 +24,8 @@ from nfbench.benchmarks.compare import (
 )
 from nfbench.benchmarks.record import CellRecord, Cost, ErrorInfo
 from nfbench.benchmarks.report import plots
+from nfbench.benchmarks.report.compare_data import record_metrics
 from nfbench.benchmarks.report.compare_text import compare_markdown as markdown
-from nfbench.benchmarks.report.data import record_metrics
 from nfbench.benchmarks.report.intervals import compare_tables
 from nfbench.benchmarks.report.markdown import fmt_p
 from nfbench.benchmarks.statistics import stratified_counts
