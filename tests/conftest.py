@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from nfbench.benchmarks.runner import RunRequest
+from nfbench.benchmarks.running.runner import RunRequest
 
 
 @pytest.fixture(autouse=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from nfbench.benchmarks.record import CellRecord, load_records
+from nfbench.benchmarks.records.record import CellRecord, load_records
 from nfbench.benchmarks.report import data, files, intervals, markdown, plots
 
 __all__ = ["write_report"]

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nfbench.benchmarks.record import CellRecord
+from nfbench.benchmarks.records.record import CellRecord
 from nfbench.benchmarks.report.data import number, summarised
 
 __all__ = ["COMPARED_COSTS", "compare_rows", "record_metrics", "reference_name", "side_status"]

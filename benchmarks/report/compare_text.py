@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from nfbench.benchmarks import statistics as st
-from nfbench.benchmarks.metrics import MetricSpec, metric_spec
+from nfbench.benchmarks.measuring import statistics as st
+from nfbench.benchmarks.measuring.metrics import MetricSpec, metric_spec
 from nfbench.benchmarks.report.markdown import NA, fmt_p, has_interval
 
 DASH = "—"

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from nfbench.benchmarks import metrics
-from nfbench.benchmarks import statistics as st
-from nfbench.benchmarks.forgetting import summarize
-from nfbench.benchmarks.metrics import MetricSpec
-from nfbench.benchmarks.record import CellRecord
+from nfbench.benchmarks.measuring import metrics
+from nfbench.benchmarks.measuring import statistics as st
+from nfbench.benchmarks.measuring.forgetting import summarize
+from nfbench.benchmarks.measuring.metrics import MetricSpec
+from nfbench.benchmarks.records.record import CellRecord
 
 __all__ = [
     "GROUP_KEYS", "PRIMARY", "STATS", "MapColumn", "MapRow", "aggregate", "boot_cols", "bounds",

@@ -15,8 +15,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from nfbench.benchmarks import statistics as st  # noqa: E402
-from nfbench.benchmarks.record import CellRecord  # noqa: E402
+from nfbench.benchmarks.measuring import statistics as st  # noqa: E402
+from nfbench.benchmarks.records.record import CellRecord  # noqa: E402
 from nfbench.benchmarks.report import data  # noqa: E402
 from nfbench.benchmarks.report.data import MapColumn, MapRow  # noqa: E402
 

@@ -12,8 +12,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from nfbench.benchmarks import statistics as st
-from nfbench.benchmarks.record import CellRecord
+from nfbench.benchmarks.measuring import statistics as st
+from nfbench.benchmarks.records.record import CellRecord
 from nfbench.benchmarks.report import compare_data
 from nfbench.benchmarks.report.data import (
     PRIMARY,

@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from nfbench.benchmarks import statistics as st
-from nfbench.benchmarks.metrics import MetricSpec, metric_spec
-from nfbench.benchmarks.record import CellRecord
+from nfbench.benchmarks.measuring import statistics as st
+from nfbench.benchmarks.measuring.metrics import MetricSpec, metric_spec
+from nfbench.benchmarks.records.record import CellRecord
 from nfbench.benchmarks.report import data
 
 __all__ = ["fmt_ci", "fmt_count", "fmt_p", "fmt_pm", "fmt_vs_best", "leaderboard",

@@ -18,10 +18,10 @@ import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from nfbench.benchmarks.metrics import metric_spec  # noqa: E402
+from nfbench.benchmarks.measuring.metrics import metric_spec  # noqa: E402
+from nfbench.benchmarks.measuring.statistics import seed_interval  # noqa: E402
 from nfbench.benchmarks.report import data  # noqa: E402
 from nfbench.benchmarks.report.data import MapColumn, MapRow  # noqa: E402
-from nfbench.benchmarks.statistics import seed_interval  # noqa: E402
 
 __all__ = ["PLOT_NAMES", "acc_vs_latency", "anomaly_maps", "compare_figure", "forgetting_bars",
            "memory_bars", "per_task_curves", "r_heatmaps", "state_per_task"]

@@ -8,7 +8,7 @@ import flow_checks as checks
 import pytest
 import torch
 
-from nfbench.benchmarks.trainer import train_phase
+from nfbench.benchmarks.running.trainer import train_phase
 from nfbench.models.backbone import FeatureInfo
 from nfbench.models.base import TrainProgress
 from nfbench.models.ccnf import loss as L

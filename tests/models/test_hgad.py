@@ -9,7 +9,7 @@ import torch
 from scipy import ndimage
 from torch import distributions as D
 
-from nfbench.benchmarks.trainer import train_phase
+from nfbench.benchmarks.running.trainer import train_phase
 from nfbench.models.backbone import FeatureInfo
 from nfbench.models.base import TrainProgress
 from nfbench.models.flows import gaussian_blur_2d

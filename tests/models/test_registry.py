@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from nfbench.benchmarks.strategies.base import register_strategy
+from nfbench.benchmarks.running.strategies.base import register_strategy
 from nfbench.models.registry import register_model, registering
 
 
@@ -37,8 +37,8 @@ def test_models_and_strategies_refuse_a_second_class_under_a_taken_name(decorato
 
 
 def test_models_and_strategies_name_an_unknown_option():
-    from nfbench.benchmarks.strategies.base import StrategyError
-    from nfbench.benchmarks.strategies.base import build_config as strategy_config
+    from nfbench.benchmarks.running.strategies.base import StrategyError
+    from nfbench.benchmarks.running.strategies.base import build_config as strategy_config
     from nfbench.models.registry import UnknownModelError, build_config
 
     assert build_config("fastflow", epochs=3, lr=None).epochs == 3  # None keeps the default

@@ -16,12 +16,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from nfbench.benchmarks import slurm_executor
-from nfbench.benchmarks.cli import main
-from nfbench.benchmarks.record import cell_path, read_record
-from nfbench.benchmarks.runner import RunRequest, run_grid
-from nfbench.benchmarks.slurm_executor import read_jobs
-from nfbench.benchmarks.status import status_rows
+from nfbench.benchmarks.commands.cli import main
+from nfbench.benchmarks.commands.status import status_rows
+from nfbench.benchmarks.records.record import cell_path, read_record
+from nfbench.benchmarks.running import slurm_executor
+from nfbench.benchmarks.running.runner import RunRequest, run_grid
+from nfbench.benchmarks.running.slurm_executor import read_jobs
 
 COMPARED = ("status", "R", "summary", "per_class", "thresholds", "threshold_calibration")
 DEADLINE_S = 120  # the cancelling thread gives up (and cancels everything) after this
@@ -143,7 +143,7 @@ def test_slurm_options_become_submitit_parameters(tmp_path):
                     'slurm-gpus = 2\nslurm-cpus = 8\nslurm-mem = 32\nslurm-time = 90\n'
                     'slurm-parallelism = 4\nslurm-extra = ["qos=high", "account=x", '
                     '"exclusive"]\n')
-    from nfbench.benchmarks.cli import build_parser, request_from_args
+    from nfbench.benchmarks.commands.cli import build_parser, request_from_args
 
     request = request_from_args(build_parser().parse_args(
         ["run", "--config", str(grid), "--slurm-time", "120"]))

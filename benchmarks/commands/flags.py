@@ -1,0 +1,84 @@
+"""CLI flags generated from config dataclasses: `--<model>.<field>` and `--<strategy>.<field>`.
+
+Every field of a model's or a strategy's config is a flag, typed from the field and
+documented by its `help` metadata. They are accepted by `run`, `diagnose` and `tune` but kept
+out of `--help` (there are over a hundred); `nfbench list MODEL` shows a model's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from typing import Any
+
+from nfbench.benchmarks.running.strategies import available_strategies, get_strategy_class
+from nfbench.models.registry import available_models, get_model_class
+
+
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    owner: str  # model or strategy name
+    field: dataclasses.Field
+
+    @property
+    def name(self) -> str:
+        return f"--{self.owner}.{self.field.name.replace('_', '-')}"
+
+    @property
+    def dest(self) -> str:
+        return f"{self.owner}__{self.field.name}"
+
+    @property
+    def help(self) -> str:
+        return self.field.metadata.get("help", "")
+
+    @property
+    def default(self) -> Any:
+        return self.field.default
+
+
+def parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got '{text}'")
+
+
+def _flag_type(field: dataclasses.Field) -> Any:
+    kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    return {"bool": parse_bool, "int": int, "float": float}.get(kind, str)
+
+
+def model_flags(model: str) -> list[Flag]:
+    return [Flag(model, f) for f in dataclasses.fields(get_model_class(model).config_class)]
+
+
+def strategy_flags(strategy: str) -> list[Flag]:
+    return [Flag(strategy, f)
+            for f in dataclasses.fields(get_strategy_class(strategy).config_class)]
+
+
+def add_component_flags(parser: argparse.ArgumentParser) -> None:
+    """Every model's and strategy's flags, hidden from --help."""
+    flags = [f for m in available_models() for f in model_flags(m)]
+    flags += [f for s in available_strategies() for f in strategy_flags(s)]
+    for flag in flags:
+        parser.add_argument(flag.name, dest=flag.dest, type=_flag_type(flag.field),
+                            default=None, help=argparse.SUPPRESS)
+
+
+def overrides_from_args(args: argparse.Namespace) -> tuple[dict[str, dict], dict[str, dict]]:
+    """(model overrides, strategy overrides) of the flags given on the command line."""
+    models, strategies = set(available_models()), set(available_strategies())
+    model_overrides: dict[str, dict] = {}
+    strategy_overrides: dict[str, dict] = {}
+    for key, value in vars(args).items():
+        if "__" not in key or value is None:
+            continue
+        owner, field = key.split("__", 1)
+        target = model_overrides if owner in models else strategy_overrides
+        if owner in models or owner in strategies:
+            target.setdefault(owner, {})[field] = value
+    return model_overrides, strategy_overrides
