@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from importlib import metadata
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from nfbench.models.backbone import FeatureInfo
 from nfbench.models.base import FlowADModel, ModelConfig
@@ -30,8 +30,8 @@ BUILTIN_MODEL_PACKAGES: tuple[str, ...] = (
     "nfbench.models.reference",
 )
 
-_REGISTRY: dict[str, type[FlowADModel]] = {}
 _LOADED = False
+T = TypeVar("T")
 
 
 class UnknownModelError(KeyError):
@@ -39,24 +39,66 @@ class UnknownModelError(KeyError):
         return str(self.args[0])
 
 
-def registering(registry: dict[str, type], kind: str, name: str) -> Callable[[type], type]:
-    """Class decorator storing a class under `name` in `registry` (and as its `name`); another
-    class under a taken name is an error, the same class again (a re-import) is not. Shared by
-    the model and the strategy registries."""
+class Registry(Generic[T]):
+    """Named components of one kind (models, strategies, executors, metrics, threshold rules):
+    one mechanism for all of them, in the manner of lm-eval-harness's registry.
 
-    def wrap(cls: type) -> type:
-        if name in registry and registry[name] is not cls:
-            raise ValueError(f"{kind} '{name}' registered twice")
-        cls.name = name
-        registry[name] = cls
-        return cls
+    Classes register with the `register(name)` decorator (which also sets `cls.name`);
+    objects (a metric row, a threshold rule) with `add(name, obj)`. A second, different entry
+    under a taken name is an error; the same entry again (a re-import) is not. Lookups of an
+    unknown name raise `error` with the known names, as one line."""
 
-    return wrap
+    def __init__(self, kind: str, error: type[Exception] = KeyError) -> None:
+        self.kind = kind
+        self.error = error
+        self._entries: dict[str, T] = {}
+
+    def add(self, name: str, entry: T, *, overwrite: bool = False) -> T:
+        if name in self._entries and self._entries[name] is not entry and not overwrite:
+            raise ValueError(f"{self.kind} '{name}' registered twice")
+        self._entries[name] = entry
+        return entry
+
+    def register(self, name: str) -> Callable[[type], type]:
+        """Class decorator: the class becomes available under `name`."""
+
+        def wrap(cls: type) -> type:
+            self.add(name, cls)  # type: ignore[arg-type]
+            cls.name = name
+            return cls
+
+        return wrap
+
+    def remove(self, name: str) -> None:
+        self._entries.pop(name, None)
+
+    def get(self, name: str) -> T:
+        if name not in self._entries:
+            raise self.error(f"unknown {self.kind} '{name}' (known: {', '.join(self)})")
+        return self._entries[name]
+
+    def names(self) -> list[str]:
+        return list(self._entries)
+
+    def values(self) -> list[T]:
+        return list(self._entries.values())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+MODELS: Registry[type[FlowADModel]] = Registry("model", UnknownModelError)
 
 
 def register_model(name: str) -> Callable[[type], type]:
     """Class decorator: make a FlowADModel subclass available under `name`."""
-    return registering(_REGISTRY, "model", name)
+    return MODELS.register(name)
 
 
 def _load_builtins() -> None:
@@ -73,16 +115,12 @@ def _load_builtins() -> None:
 
 def available_models() -> list[str]:
     _load_builtins()
-    return sorted(_REGISTRY)
+    return sorted(MODELS)
 
 
 def get_model_class(name: str) -> type[FlowADModel]:
     _load_builtins()
-    if name not in _REGISTRY:
-        raise UnknownModelError(
-            f"unknown model '{name}' (known: {', '.join(sorted(_REGISTRY))})"
-        )
-    return _REGISTRY[name]
+    return MODELS.get(name)
 
 
 def config_from_overrides(config_class: type, overrides: dict[str, Any], kind: str, name: str,

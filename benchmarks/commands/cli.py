@@ -18,13 +18,25 @@ import pandas as pd
 
 from nfbench.benchmarks.commands.compare import add_compare_arguments, main_compare
 from nfbench.benchmarks.commands.data import add_data_arguments, main_data
-from nfbench.benchmarks.commands.flags import add_component_flags, model_flags, overrides_from_args
+from nfbench.benchmarks.commands.flags import (
+    add_component_flags,
+    executor_flags,
+    executor_options_from_args,
+    model_flags,
+    overrides_from_args,
+)
 from nfbench.benchmarks.commands.grids import GridError, load_grid, presets
 from nfbench.benchmarks.commands.status import add_status_arguments, main_status
 from nfbench.benchmarks.commands.tune import TuneError, add_tune_arguments, main_tune
-from nfbench.benchmarks.running.runner import DeviceError, RunRequest, run_grid
-from nfbench.benchmarks.running.slurm_executor import ExecutorError, add_slurm_arguments
-from nfbench.benchmarks.running.strategies import StrategyError
+from nfbench.benchmarks.running.cell import DeviceError
+from nfbench.benchmarks.running.executors import ExecutorError, available_executors
+from nfbench.benchmarks.running.runner import RunRequest, run_grid
+from nfbench.benchmarks.running.strategies import (
+    DEFAULT_STRATEGY,
+    StrategyError,
+    available_strategies,
+    mechanism_strategy,
+)
 from nfbench.datasets.base import DatasetError
 from nfbench.models.backbone import BackboneError, FeatureInfo
 from nfbench.models.base import count_parameters
@@ -50,7 +62,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="a preset (`nfbench presets`) or a grid .toml file")
     parser.add_argument("--model", "--models", dest="models", nargs="+", help="model names")
     parser.add_argument("--strategy", "--strategies", dest="strategies", nargs="+",
-                        help="finetune, replay, joint, or own (the model's mechanism)")
+                        help=f"{', '.join(available_strategies())} "
+                             f"('{mechanism_strategy()}': each model's own mechanism)")
     parser.add_argument("--seeds", nargs="+", type=int)
     parser.add_argument("--scenario", help="e.g. synthetic, mvtec:15x1, visa:8-4, folder:3x1")
     parser.add_argument("--tasks", help='custom task split, e.g. "bottle,cable;capsule"')
@@ -70,7 +83,11 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="cells in N parallel processes (default 1)")
     parser.add_argument("--eval-batch-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--autocast", choices=("none", "bf16"), help=argparse.SUPPRESS)
-    add_slurm_arguments(parser)
+    parser.add_argument(
+        "--executor", choices=available_executors(),
+        help="where cells run (default local; --workers N: N processes here); each executor's "
+             "options are flags --<executor>.<field>, e.g. --slurm.partition gpu --slurm.mem 32 "
+             "(`nfbench list slurm`)")
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when any cell failed (CI, make gpu-check)")
     parser.epilog = ("model and strategy flags (--<model>.<field>, --<strategy>.<field>): "
@@ -82,7 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(prog="nfbench", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     add_run_arguments(sub.add_parser("run", help="run a grid of cells"))
-    listing = sub.add_parser("list", help="models; with a name, that model's flags")
+    listing = sub.add_parser("list", help="models; with a name, that model's (or executor's) "
+                             "flags")
     listing.add_argument("model", nargs="?")
     sub.add_parser("presets", help="the built-in grid files")
     report = sub.add_parser("report", help="leaderboard, CSVs and plots from stored results")
@@ -120,7 +138,7 @@ def request_from_args(args: argparse.Namespace, base: str | None = None) -> RunR
     values.update({k: v for k, v in given.items() if v is not None})
     if not values.get("models"):
         fail("no model given (use --model NAME or --config bench)")
-    values.setdefault("strategies", ["finetune"])
+    values.setdefault("strategies", [DEFAULT_STRATEGY])
     values.setdefault("seeds", [0])
     model_flags_given, strategy_flags_given = overrides_from_args(args)
     stray = sorted(set(model_flags_given) - set(values["models"]))
@@ -132,6 +150,8 @@ def request_from_args(args: argparse.Namespace, base: str | None = None) -> RunR
     values["model_overrides"] = _merged(grid_models, model_flags_given)
     values["model_backbones"] = {k: v for k, v in values.get("model_backbones", {}).items()
                                  if k in values["models"]}
+    values["executor_options"] = _merged(values.get("executor_options", {}),
+                                         executor_options_from_args(args))
     values["strategy_overrides"] = _merged(values.get("strategy_overrides", {}),
                                            strategy_flags_given)
     return RunRequest(**values)
@@ -169,10 +189,14 @@ def list_command(args: argparse.Namespace) -> int:
         print(models_table().to_markdown(index=False))
         print("\nparams: EfficientNet-Lite0 taps at 256 px. `nfbench list MODEL` for its flags.")
         return 0
-    cls = get_model_class(args.model)
-    print(f"{args.model} ({cls.kind}): {cls.paper}")
-    rows = [{"flag": f.name, "default": f.default, "help (source)": f.help}
-            for f in model_flags(args.model)]
+    if args.model in available_executors() and args.model not in available_models():
+        print(f"executor {args.model}:")
+        flags = executor_flags(args.model)
+    else:
+        cls = get_model_class(args.model)
+        print(f"{args.model} ({cls.kind}): {cls.paper}")
+        flags = model_flags(args.model)
+    rows = [{"flag": f.name, "default": f.default, "help (source)": f.help} for f in flags]
     print(pd.DataFrame(rows).to_markdown(index=False))
     return 0
 

@@ -23,6 +23,7 @@ import pandas as pd
 from nfbench.benchmarks.records.record import CellRecord
 from nfbench.benchmarks.report import compare_text, files, intervals, plots
 from nfbench.benchmarks.report.compare_data import reference_name
+from nfbench.benchmarks.running.strategies import ONE_PHASE_STRATEGY
 
 __all__ = ["add_compare_arguments", "compare_records", "compared_models", "known_deviations",
            "main_compare", "reference_name", "run_compare", "shared_schedule", "write_compare"]
@@ -61,7 +62,7 @@ def known_deviations(models: Sequence[str], registered: set[str]) -> dict[str, s
 
 def run_compare(
     scenario: str = "synthetic",
-    strategy: str = "joint",
+    strategy: str = ONE_PHASE_STRATEGY,
     out_dir: Path = Path("reports"),
     results_dir: Path = Path("results/compare"),
     models: Sequence[str] | None = None,
@@ -128,7 +129,7 @@ def shared_schedule(
 def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     """Flags of `nfbench compare`."""
     parser.add_argument("--scenario", default="synthetic")
-    parser.add_argument("--strategy", default="joint")
+    parser.add_argument("--strategy", default=ONE_PHASE_STRATEGY)
     parser.add_argument("--models", nargs="+",
                         help="native names; each runs beside anomalib.<name> (default: every "
                              "model that has such a reference entry)")

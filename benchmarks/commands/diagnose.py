@@ -27,9 +27,15 @@ from nfbench.benchmarks.report.diagnostic_plots import (
     plot_entropy,
     plot_tsne,
 )
-from nfbench.benchmarks.running.callbacks import Callback, CellContext
+from nfbench.benchmarks.running.callbacks import Callback
+from nfbench.benchmarks.running.context import CellContext
 from nfbench.benchmarks.running.runner import RunRequest, run_grid
-from nfbench.benchmarks.running.strategies import Phase
+from nfbench.benchmarks.running.strategies import (
+    DEFAULT_STRATEGY,
+    Phase,
+    get_strategy_class,
+    mechanism_strategy,
+)
 from nfbench.models.base import FlowADModel
 from nfbench.models.capabilities import HasClassPosterior, HasLatents
 from nfbench.models.registry import get_model_class
@@ -111,12 +117,14 @@ def entropy_changes(entropy: list[np.ndarray], test: EvalSet) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _strategy_for(model: str, requested: str) -> str:
-    """The strategy a diagnostic runs: the requested one, except that 'own' becomes finetune
-    for a model whose mechanism acts under every strategy (the grid skips that cell)."""
-    if requested == "own" and get_model_class(model).own_strategy_is_finetune:
-        return "finetune"
-    return requested
+def _strategy_for(model: str, requested: str | None) -> str:
+    """The strategy a diagnostic runs: the requested one (default: the model's own mechanism
+    where it has one), or the strategy it would repeat exactly, whose cell the grid runs (a
+    mechanism that acts under every strategy is diagnosed under the default strategy)."""
+    model_class = get_model_class(model)
+    if requested is None:
+        requested = mechanism_strategy() if model_class.own_strategy else DEFAULT_STRATEGY
+    return get_strategy_class(requested, model_class).equivalent_to(model_class) or requested
 
 
 def _run(request: RunRequest, model: str, strategy: str,
@@ -135,7 +143,7 @@ def run_diagnostics(request: RunRequest, out_dir: Path) -> list[Path]:
     with tempfile.TemporaryDirectory() as tmp:
         request = dataclasses.replace(request, results_dir=Path(tmp))
         for model in request.models:
-            strategy = _strategy_for(model, request.strategies[0] if request.strategies else "own")
+            strategy = _strategy_for(model, request.strategies[0] if request.strategies else None)
             observer = DiagnosticObserver()
             record = _run(request, model, strategy, observer)
             if not record.ok:
@@ -171,7 +179,7 @@ def freeze_ablation(request: RunRequest, model: str, out_dir: Path) -> list[Path
     GMM) updated or frozen after task 1."""
     model_class = get_model_class(model)
     (first, first_groups), (second, second_groups) = model_class.ablation_groups.items()
-    strategy = _strategy_for(model, "own" if model_class.own_strategy else "finetune")
+    strategy = _strategy_for(model, None)
     rows = []
     for first_frozen in (False, True):
         for second_frozen in (False, True):

@@ -1,4 +1,5 @@
-"""CLI flags generated from config dataclasses: `--<model>.<field>` and `--<strategy>.<field>`.
+"""CLI flags generated from config dataclasses: `--<model>.<field>`, `--<strategy>.<field>` and
+`--<executor>.<field>` (also spelled `--<executor>-<field>`, e.g. `--slurm-mem`).
 
 Every field of a model's or a strategy's config is a flag, typed from the field and
 documented by its `help` metadata. They are accepted by `run`, `diagnose` and `tune` but kept
@@ -11,6 +12,7 @@ import argparse
 import dataclasses
 from typing import Any
 
+from nfbench.benchmarks.running.executors import EXECUTORS, available_executors
 from nfbench.benchmarks.running.strategies import available_strategies, get_strategy_class
 from nfbench.models.registry import available_models, get_model_class
 
@@ -48,6 +50,7 @@ def parse_bool(text: str) -> bool:
 
 def _flag_type(field: dataclasses.Field) -> Any:
     kind = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+    kind = kind.removesuffix(" | None")  # an optional field: None means "not given"
     return {"bool": parse_bool, "int": int, "float": float}.get(kind, str)
 
 
@@ -60,25 +63,39 @@ def strategy_flags(strategy: str) -> list[Flag]:
             for f in dataclasses.fields(get_strategy_class(strategy).config_class)]
 
 
+def executor_flags(executor: str) -> list[Flag]:
+    return [Flag(executor, f) for f in dataclasses.fields(EXECUTORS.get(executor).config_class)]
+
+
 def add_component_flags(parser: argparse.ArgumentParser) -> None:
-    """Every model's and strategy's flags, hidden from --help."""
+    """Every model's, strategy's and executor's flags, hidden from --help."""
     flags = [f for m in available_models() for f in model_flags(m)]
     flags += [f for s in available_strategies() for f in strategy_flags(s)]
     for flag in flags:
         parser.add_argument(flag.name, dest=flag.dest, type=_flag_type(flag.field),
                             default=None, help=argparse.SUPPRESS)
+    for flag in (f for e in available_executors() for f in executor_flags(e)):
+        dashed = flag.name.replace(".", "-", 1)  # --slurm-mem, as the flags were first spelled
+        parser.add_argument(flag.name, dashed, dest=flag.dest, type=_flag_type(flag.field),
+                            nargs=flag.field.metadata.get("nargs"), default=None,
+                            help=argparse.SUPPRESS)
+
+
+def _given(args: argparse.Namespace, owners: set[str]) -> dict[str, dict]:
+    """{owner: {field: value}} of the component flags given on the command line."""
+    given: dict[str, dict] = {}
+    for key, value in vars(args).items():
+        owner, sep, field = key.partition("__")
+        if sep and value is not None and owner in owners:
+            given.setdefault(owner, {})[field] = value
+    return given
 
 
 def overrides_from_args(args: argparse.Namespace) -> tuple[dict[str, dict], dict[str, dict]]:
     """(model overrides, strategy overrides) of the flags given on the command line."""
-    models, strategies = set(available_models()), set(available_strategies())
-    model_overrides: dict[str, dict] = {}
-    strategy_overrides: dict[str, dict] = {}
-    for key, value in vars(args).items():
-        if "__" not in key or value is None:
-            continue
-        owner, field = key.split("__", 1)
-        target = model_overrides if owner in models else strategy_overrides
-        if owner in models or owner in strategies:
-            target.setdefault(owner, {})[field] = value
-    return model_overrides, strategy_overrides
+    return (_given(args, set(available_models())), _given(args, set(available_strategies())))
+
+
+def executor_options_from_args(args: argparse.Namespace) -> dict[str, dict]:
+    """{executor: {field: value}} of the executor flags given on the command line."""
+    return _given(args, set(available_executors()))

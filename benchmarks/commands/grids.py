@@ -58,10 +58,22 @@ def _field(key: str) -> str:
     return FLAG_ALIASES.get(key, key.replace("-", "_"))
 
 
+def _executor_key(item: tuple[str, Any]) -> tuple[str, Any]:
+    """`slurm-mem = 32` read as `[slurm] mem = 32` (the flags' first spelling)."""
+    from nfbench.benchmarks.running.executors import available_executors
+
+    key, value = item
+    owner, dash, field = key.partition("-")
+    if dash and owner in available_executors() and not isinstance(value, dict):
+        return owner, {field: value}
+    return key, value
+
+
 def load_grid(name: str) -> dict[str, Any]:
     """The RunRequest keyword arguments a grid file sets (model and strategy tables become
     model_overrides and strategy_overrides)."""
-    from nfbench.benchmarks.running.runner import BACKBONE_FIELDS, RunRequest
+    from nfbench.benchmarks.running.executors import available_executors
+    from nfbench.benchmarks.running.request import BACKBONE_FIELDS, RunRequest
     from nfbench.benchmarks.running.strategies import available_strategies
     from nfbench.models.registry import available_models
 
@@ -72,19 +84,22 @@ def load_grid(name: str) -> dict[str, Any]:
         raise GridError(f"{path}: {err}") from err
     fields = {f.name: f for f in dataclasses.fields(RunRequest)}
     values: dict[str, Any] = {"model_overrides": {}, "strategy_overrides": {},
-                              "model_backbones": {}}
-    for key, value in data.items():
+                              "model_backbones": {}, "executor_options": {}}
+    executors = available_executors()
+    for key, value in map(_executor_key, data.items()):
         if isinstance(value, dict):
             target = ("model_overrides" if key in available_models() else
-                      "strategy_overrides" if key in available_strategies() else None)
+                      "strategy_overrides" if key in available_strategies() else
+                      "executor_options" if key in executors else None)
             if target is None:
-                raise GridError(f"{path}: [{key}] is neither a model nor a strategy")
+                raise GridError(f"{path}: [{key}] is neither a model, a strategy nor an "
+                                "executor")
             table = {_field(k): v for k, v in value.items()}
             if target == "model_overrides":  # a model's own backbone settings go apart
                 own = {f: table.pop(f) for f in BACKBONE_FIELDS if f in table}
                 if own:
                     values["model_backbones"][key] = own
-            values[target][key] = table
+            values[target].setdefault(key, {}).update(table)
         elif key == "scenario" and not isinstance(value, str):
             if not (isinstance(value, list) and value
                     and all(isinstance(v, str) and v for v in value)):

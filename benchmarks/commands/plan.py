@@ -21,12 +21,8 @@ import pandas as pd
 import torch
 
 from nfbench.benchmarks.measuring.evaluate import EvalSet, evaluation_row
-from nfbench.benchmarks.running.runner import (
-    RunRequest,
-    backbone_groups,
-    resolve_device,
-    variant_name,
-)
+from nfbench.benchmarks.running.cell import resolve_device
+from nfbench.benchmarks.running.runner import RunRequest, backbone_groups, variant_name
 from nfbench.benchmarks.running.strategies import build_config, get_strategy_class
 from nfbench.benchmarks.running.trainer import train_phase
 from nfbench.datasets.base import ClassData, Dataset, Sample
@@ -216,14 +212,12 @@ def plan(request: RunRequest, steps: int = 3) -> tuple[pd.DataFrame, dict]:
 
 def _model_rows(group: RunRequest, model: str, overrides: dict, units: UnitCosts,
                 dataset: Dataset, scenario: Scenario) -> list[dict]:
-    from nfbench.benchmarks.running.runner import own_skip_reason
-
     rows = []
     first = True
     for name in group.strategies:
         strategy_class = get_strategy_class(name, get_model_class(model))
-        if strategy_class.name == "own" and len(group.models) > 1 and own_skip_reason(model):
-            continue
+        if strategy_class.skip_reason(get_model_class(model)):
+            continue  # the runner skips it too
         for seed in group.seeds:
             stages = estimate_cell(units, model, overrides, strategy_class.name,
                                    group.strategy_overrides.get(strategy_class.name, {}),

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from nfbench.benchmarks.records.record import CellRecord, load_records
-from nfbench.benchmarks.running.slurm_executor import TERMINAL, query_states, read_jobs
+from nfbench.benchmarks.running.executors.slurm import TERMINAL, query_states, read_jobs
 
 STATES = ("ok", "failed", "skipped", "running", "pending", "unknown")
 RUNNING = {"RUNNING", "CONFIGURING", "COMPLETING", "SIGNALING", "STAGE_OUT", "RESIZING"}

@@ -21,7 +21,12 @@ import pandas as pd
 from nfbench.benchmarks.commands.flags import overrides_from_args
 from nfbench.benchmarks.measuring.statistics import seed_interval, welch
 from nfbench.benchmarks.running.runner import RunRequest, run_grid
-from nfbench.benchmarks.running.strategies import StrategyError, get_strategy_class
+from nfbench.benchmarks.running.strategies import (
+    ONE_PHASE_STRATEGY,
+    StrategyError,
+    available_strategies,
+    get_strategy_class,
+)
 from nfbench.benchmarks.running.validation import SplitSpec, build_validation_split
 from nfbench.datasets.files import atomic_write
 from nfbench.models.registry import get_model_class
@@ -43,7 +48,8 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", default="synthetic", help="e.g. synthetic, folder:2x1")
     parser.add_argument("--tasks", help='custom task split, e.g. "bottle,cable;capsule"')
     parser.add_argument("--data-root", type=Path, help="dataset root (not for synthetic)")
-    parser.add_argument("--strategy", default="joint", help="finetune, replay, joint or own")
+    parser.add_argument("--strategy", default=ONE_PHASE_STRATEGY,
+                        help=f"a strategy ({', '.join(available_strategies())})")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--task-aware", action="store_true")

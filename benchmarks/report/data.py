@@ -24,6 +24,7 @@ from nfbench.benchmarks.measuring import statistics as st
 from nfbench.benchmarks.measuring.forgetting import summarize
 from nfbench.benchmarks.measuring.metrics import MetricSpec
 from nfbench.benchmarks.records.record import CellRecord
+from nfbench.benchmarks.running.strategies import strategy_of_label
 
 __all__ = [
     "GROUP_KEYS", "PRIMARY", "STATS", "MapColumn", "MapRow", "aggregate", "boot_cols", "bounds",
@@ -121,12 +122,13 @@ def _identity_cols(rec: CellRecord) -> dict:
 
 def _score_cols(rec: CellRecord) -> dict[str, float]:
     """<metric>_<acc|fm|bwt> of every summarised metric (and any other the record has);
-    joint trains once, so it has no FM/BWT."""
+    a single-phase strategy (joint) trains once, so it has no FM/BWT."""
     row = {}
+    single = strategy_of_label(rec.strategy).single_phase
     for m in dict.fromkeys([*(s.key for s in summarised()), *rec.summary]):
         s = _summary(rec, m)
         for k in STATS:
-            row[f"{m}_{k}"] = NAN if rec.strategy == "joint" and k != "acc" else number(s.get(k))
+            row[f"{m}_{k}"] = NAN if single and k != "acc" else number(s.get(k))
     return row
 
 
@@ -224,8 +226,8 @@ def is_false(v: object) -> bool:
 
 
 def _strategy_rank(s: str) -> tuple[int, str]:
-    """Sort key: finetune, replay, model-specific strategies, joint last."""
-    return ({"finetune": 0, "replay": 1, "joint": 9}.get(s, 5), s)
+    """Sort key: by each strategy's own rank (finetune, replay, model mechanisms, joint)."""
+    return (strategy_of_label(s).sort_rank, s)
 
 
 def _numbers(ok: pd.DataFrame, num: list[str]) -> pd.DataFrame:
@@ -354,10 +356,12 @@ def task_names(records: Sequence[CellRecord]) -> list[list[str]]:
 def map_cells(records: Sequence[CellRecord]) -> dict[str, CellRecord]:
     """One cell per variant for the anomaly-map figure: its joint cell if there is one, else
     finetune, replay, then other strategies; lowest seed first."""
-    rank = {"joint": 0, "finetune": 1, "replay": 2}
+    def rank(label: str) -> tuple[bool, int]:  # single-phase first, then by the strategy's rank
+        strategy = strategy_of_label(label)
+        return not strategy.single_phase, strategy.sort_rank
+
     ok = sorted((r for r in records if r.ok and r.scores),
-                key=lambda r: (r.variant, rank.get(r.strategy, 3), r.strategy, r.task_aware,
-                               r.seed))
+                key=lambda r: (r.variant, rank(r.strategy), r.strategy, r.task_aware, r.seed))
     chosen: dict[str, CellRecord] = {}
     for rec in ok:
         chosen.setdefault(rec.variant, rec)

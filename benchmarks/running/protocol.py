@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -30,32 +29,14 @@ from nfbench.benchmarks.measuring.forgetting import summarize
 from nfbench.benchmarks.measuring.metrics import SUMMARISED
 from nfbench.benchmarks.records.record import CellRecord, ErrorInfo, now
 from nfbench.benchmarks.records.results import environment, write_scores
-from nfbench.benchmarks.running.callbacks import Callback, CellContext, CellEnv
+from nfbench.benchmarks.running.callbacks import Callback
+from nfbench.benchmarks.running.context import CellContext, CellEnv, CellSpec
 from nfbench.benchmarks.running.strategies import Phase, build_config, get_strategy_class
 from nfbench.benchmarks.running.trainer import DivergedError, train_phase
 from nfbench.datasets.base import Dataset, Sample, load_mask
 from nfbench.datasets.scenarios import Scenario
 from nfbench.models.base import count_parameters
 from nfbench.models.registry import create_model, get_model_class
-
-
-@dataclass
-class CellSpec:
-    """Everything that defines one cell of the grid."""
-
-    model: str
-    overrides: dict
-    variant: str
-    strategy: str  # a registered strategy ("own" for the model's own mechanism)
-    seed: int
-    strategy_overrides: dict = field(default_factory=dict)
-    task_aware: bool = False
-    measure_cost: bool = True
-
-    def identity(self, scenario: str, label: str) -> dict:
-        """The record fields that name the cell."""
-        return {"model": self.model, "variant": self.variant, "scenario": scenario,
-                "strategy": label, "seed": self.seed, "task_aware": self.task_aware}
 
 
 def build_test_set(dataset: Dataset, scenario: Scenario, size: int) -> EvalSet:

@@ -10,91 +10,27 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import traceback
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from nfbench.benchmarks.records.record import (
     CellRecord,
-    ErrorInfo,
     RecordError,
     cell_path,
     read_record,
     write_record,
 )
 from nfbench.benchmarks.records.results import cell_id
-from nfbench.benchmarks.running.callbacks import Callback, CellEnv
-from nfbench.benchmarks.running.executors import remember_cost, run_local, run_workers
-from nfbench.benchmarks.running.protocol import CellSpec, run_cell
-from nfbench.benchmarks.running.slurm_executor import check_executor, planning_env, run_slurm
+from nfbench.benchmarks.running.callbacks import Callback
+from nfbench.benchmarks.running.cell import PlannedCell, grid_cost
+from nfbench.benchmarks.running.context import CellEnv, CellSpec
+from nfbench.benchmarks.running.executors import build_executor
+from nfbench.benchmarks.running.request import BACKBONE_FIELDS, RunRequest
 from nfbench.benchmarks.running.strategies import StrategyError, build_config, get_strategy_class
-from nfbench.datasets.base import DatasetError
-from nfbench.datasets.catalog import open_dataset
-from nfbench.datasets.scenarios import build_scenario
-from nfbench.datasets.validate import validate_dataset
-from nfbench.models.backbone import Backbone
-from nfbench.models.feature_cache import FeatureCache
 from nfbench.models.registry import build_config as build_model_config
 from nfbench.models.registry import get_model_class
-
-
-@dataclass
-class RunRequest:
-    """What `nfbench run` was asked to do, after grid files and flags are merged."""
-
-    models: list[str]
-    strategies: list[str]
-    seeds: list[int]
-    scenario: str | list[str] = "synthetic"  # a list (grid files): one sub-grid per scenario
-    tasks: str | None = None
-    data_root: Path | None = None
-    device: str = "cpu"
-    task_aware: bool = False
-    backbone: str = "efficientnet_lite0"
-    backbone_layers: list[str] | None = None
-    backbone_weights: str = "default"
-    input_size: int = 128
-    results_dir: Path = Path("results")
-    cache_dir: Path = Path(".cache/nfbench")
-    model_overrides: dict[str, dict] = field(default_factory=dict)
-    strategy_overrides: dict[str, dict] = field(default_factory=dict)
-    # a model's own backbone settings (backbone, backbone_layers, backbone_weights, input_size)
-    model_backbones: dict[str, dict] = field(default_factory=dict)
-    measure_cost: bool = True
-    retry_failed: bool = False
-    workers: int = 1  # cells in parallel processes (several per GPU allowed)
-    eval_batch_size: int = 32  # images per scoring call; scores never depend on it
-    autocast: str = "none"  # "bf16": score under bfloat16 autocast (GPU speed; opt-in)
-    executor: str = "local"  # local (this machine) or slurm (a job array; slurm_executor.py)
-    slurm_partition: str | None = None
-    slurm_gpus: int | None = None  # GPUs per task (None: 1 with a cuda device, else 0)
-    slurm_cpus: int | None = None  # CPUs per task (None: the cluster's default)
-    slurm_mem: float | None = None  # GB per task
-    slurm_time: int = 240  # minutes per task
-    slurm_parallelism: int | None = None  # array tasks at once (None: submitit's 256)
-    slurm_extra: list[str] = field(default_factory=list)  # more sbatch options, "KEY=VALUE"
-
-
-@dataclass(frozen=True)
-class PlannedCell:
-    spec: CellSpec
-    cell_id: str
-    label: str  # the strategy as records name it (a model's own mechanism by its own label)
-    skip_reason: str | None = None
-
-
-class DeviceError(ValueError):
-    """A device that is not available here: a one-line user error."""
-
-
-def resolve_device(name: str) -> torch.device:
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise DeviceError("--device cuda asked for, but no CUDA device is available")
-    return torch.device(name)
 
 
 def variant_name(model: str, overrides: dict) -> str:
@@ -124,36 +60,6 @@ def check_names(request: RunRequest) -> None:
         raise StrategyError(f"flags given for strategies not in the run: {', '.join(stray)}")
 
 
-def open_env(request: RunRequest, show_progress: bool = True, validate: bool = True) -> CellEnv:
-    """Dataset (every file validated), scenario, backbone and feature cache of the request."""
-    device = resolve_device(request.device)
-    dataset_name = request.scenario.split(":", 1)[0]
-    dataset = open_dataset(dataset_name, request.data_root, request.cache_dir)
-    scenario = build_scenario(request.scenario, dataset.class_names, request.tasks)
-    # every file decodes and every mask fits (plus the emptiness checks), before the backbone
-    if validate:
-        validate_dataset(dataset, scenario.classes, request.cache_dir)
-    backbone = Backbone(request.backbone, request.backbone_layers, request.backbone_weights,
-                        request.input_size)
-    cache = FeatureCache(backbone, request.cache_dir / "features", device)
-    cache.show_progress = show_progress
-    return CellEnv(dataset, scenario, cache, Path(request.results_dir), device, show_progress,
-                   concurrent_cells=max(1, request.workers),
-                   eval_batch_size=request.eval_batch_size, autocast=request.autocast)
-
-
-def own_skip_reason(model: str) -> str | None:
-    """In a multi-model grid, 'own' means a mechanism of its own where it differs from
-    finetune; other models get a skipped cell that says why (never a silent gap)."""
-    model_class = get_model_class(model)
-    if model_class.own_strategy is None:
-        return f"{model} has no continual mechanism of its own"
-    if model_class.own_strategy_is_finetune:
-        return (f"{model}'s own mechanism ({model_class.own_strategy}) acts under every "
-                "strategy, so its cell would repeat finetune exactly")
-    return None
-
-
 def plan_cells(request: RunRequest, env: CellEnv) -> list[PlannedCell]:
     """Every requested cell in grid order, with its id (a digest of every setting that
     shapes its numbers) and, for a cell that will not run, the reason."""
@@ -164,9 +70,8 @@ def plan_cells(request: RunRequest, env: CellEnv) -> list[PlannedCell]:
         config = build_model_config(model, **overrides)
         for name in request.strategies:
             strategy_class = get_strategy_class(name, model_class)
-            skip = own_skip_reason(model) if strategy_class.name == "own" else None
-            label = "own" if skip else (model_class.own_strategy if strategy_class.name == "own"
-                                        else strategy_class.name)
+            skip = strategy_class.skip_reason(model_class)
+            label = strategy_class.name if skip else strategy_class.label_for(model_class)
             strategy_overrides = request.strategy_overrides.get(strategy_class.name, {})
             settings = {
                 "config": dataclasses.asdict(config), "backbone": env.cache.backbone.describe(),
@@ -199,20 +104,9 @@ def _skip(cell: PlannedCell, env: CellEnv, path: Path) -> CellRecord:
                                 **spec.identity(env.scenario.name, cell.label))
     if _stored(path) is None:
         write_record(path, record)
-        tqdm.write(f"skipped {spec.variant}/own/s{spec.seed}: {cell.skip_reason}", file=sys.stderr)
+        tqdm.write(f"skipped {spec.variant}/{cell.label}/s{spec.seed}: {cell.skip_reason}",
+                   file=sys.stderr)
     return record
-
-
-def execute_cell(cell: PlannedCell, env: CellEnv, callbacks: Sequence[Callback]) -> CellRecord:
-    """Run one cell; any error but bad input becomes a failed record."""
-    try:
-        return run_cell(cell.spec, env, cell.cell_id, callbacks)
-    except DatasetError:
-        raise
-    except Exception as err:  # recorded, never a crash of the grid
-        error = ErrorInfo(type(err).__name__, str(err), traceback=traceback.format_exc(limit=8))
-        identity = cell.spec.identity(env.scenario.name, cell.label)
-        return CellRecord.failed(cell.cell_id, error, **identity)
 
 
 def _pending(request: RunRequest, env: CellEnv, cells: list[PlannedCell],
@@ -226,7 +120,7 @@ def _pending(request: RunRequest, env: CellEnv, cells: list[PlannedCell],
             continue
         existing = _stored(path) if resume else None
         if existing and (existing.ok or not request.retry_failed):
-            remember_cost(request, existing)
+            grid_cost(request).remember(existing)
             done[cell.cell_id] = existing
         else:
             todo.append(cell)
@@ -245,9 +139,7 @@ def run_grid(
     `callbacks` (e.g. the diagnostics) see every cell in this process; with resume=False
     finished cells run again (a callback that needs the live model needs that)."""
     check_names(request)  # on the whole grid: `own` is a skipped cell in any multi-model grid
-    if callbacks and request.workers > 1:
-        raise ValueError("callbacks need the cells in this process: use workers=1")
-    check_executor(request, callbacks)
+    build_executor(request).check(callbacks)
     # one sub-grid per scenario and backbone, each with one backbone and feature cache
     return [r for sub in backbone_groups(request)
             for r in _run_sub_grid(sub, show_progress, callbacks, resume)]
@@ -255,22 +147,13 @@ def run_grid(
 
 def _run_sub_grid(request: RunRequest, show_progress: bool, callbacks: Sequence[Callback],
                   resume: bool) -> list[CellRecord]:
-    slurm = request.executor == "slurm"
-    env = planning_env(request, show_progress) if slurm else open_env(request, show_progress)
+    executor = build_executor(request)
+    env = executor.environment(show_progress)
     cells = plan_cells(request, env)
     done, todo = _pending(request, env, cells, resume)
-    if slurm and todo:
-        ran = run_slurm(request, todo, env, show_progress)
-    elif request.workers > 1 and todo:
-        warm_cache(env, todo)  # workers then only read the cache
-        ran = run_workers(request, todo, env, request.workers, show_progress)
-    else:
-        ran = run_local(request, todo, env, callbacks, show_progress)
-    done.update((r.cell_id, r) for r in ran)
+    if todo:
+        done.update((r.cell_id, r) for r in executor.run(todo, env, callbacks, show_progress))
     return [done[cell.cell_id] for cell in cells]
-
-
-BACKBONE_FIELDS = ("backbone", "backbone_layers", "backbone_weights", "input_size")
 
 
 def backbone_groups(request: RunRequest) -> list[RunRequest]:
@@ -292,10 +175,3 @@ def backbone_groups(request: RunRequest) -> list[RunRequest]:
     return [dataclasses.replace(
         request, models=models, **request.model_backbones.get(models[0], {}),
         model_backbones={}) for models in groups.values()]
-
-
-def warm_cache(env: CellEnv, cells: list[PlannedCell]) -> None:
-    """Compute every feature the grid needs once, here, before processes share the cache."""
-    samples = [s for name in env.scenario.classes
-               for s in (*env.dataset[name].train, *env.dataset[name].test)]
-    env.cache.features(samples, desc="features")

@@ -1,15 +1,15 @@
-"""The registry decorator shared by models and strategies: a name holds one class."""
+"""One registry mechanism for models, strategies, executors, metrics and threshold rules."""
 
 from __future__ import annotations
 
 import pytest
 
 from nfbench.benchmarks.running.strategies.base import register_strategy
-from nfbench.models.registry import register_model, registering
+from nfbench.models.registry import Registry, register_model
 
 
-def test_a_taken_name_refuses_another_class_but_not_the_same_one():
-    registry: dict[str, type] = {}
+def test_a_taken_name_refuses_another_entry_but_not_the_same_one():
+    registry: Registry[type] = Registry("widget")
 
     class First:
         pass
@@ -17,12 +17,23 @@ def test_a_taken_name_refuses_another_class_but_not_the_same_one():
     class Second:
         pass
 
-    assert registering(registry, "widget", "w")(First) is First
-    assert registering(registry, "widget", "w")(First) is First  # a re-import is fine
-    assert registry == {"w": First} and First.name == "w"
+    assert registry.register("w")(First) is First
+    assert registry.register("w")(First) is First  # a re-import is fine
+    assert registry.names() == ["w"] and First.name == "w"
     with pytest.raises(ValueError, match="widget 'w' registered twice"):
-        registering(registry, "widget", "w")(Second)
-    assert registry == {"w": First}
+        registry.register("w")(Second)
+    assert registry.get("w") is First
+    with pytest.raises(KeyError, match="unknown widget 'x' .known: w."):
+        registry.get("x")
+
+
+def test_objects_register_too_and_may_be_replaced_only_when_asked():
+    registry: Registry[str] = Registry("rule", ValueError)
+    registry.add("a", "first")
+    with pytest.raises(ValueError, match="rule 'a' registered twice"):
+        registry.add("a", "second")
+    registry.add("a", "second", overwrite=True)
+    assert registry.values() == ["second"] and "a" in registry and len(registry) == 1
 
 
 @pytest.mark.parametrize(("decorator", "taken", "kind"),

@@ -19,9 +19,11 @@ import torch
 from nfbench.benchmarks.commands.cli import main
 from nfbench.benchmarks.commands.status import status_rows
 from nfbench.benchmarks.records.record import cell_path, read_record
-from nfbench.benchmarks.running import slurm_executor
-from nfbench.benchmarks.running.runner import RunRequest, run_grid
-from nfbench.benchmarks.running.slurm_executor import read_jobs
+from nfbench.benchmarks.running.executors import build_executor
+from nfbench.benchmarks.running.executors import slurm as slurm_executor
+from nfbench.benchmarks.running.executors.slurm import SlurmConfig, read_jobs
+from nfbench.benchmarks.running.request import RunRequest
+from nfbench.benchmarks.running.runner import run_grid
 
 COMPARED = ("status", "R", "summary", "per_class", "thresholds", "threshold_calibration")
 DEADLINE_S = 120  # the cancelling thread gives up (and cancels everything) after this
@@ -96,7 +98,8 @@ def test_cancelled_job_is_a_failed_record_and_status_lists_it(slurm_cluster, tin
     # one long cell (a run of many epochs, cancelled from here) beside one short cell
     request = dataclasses.replace(
         tiny_request, models=["cflow", "fastflow"], executor="slurm",
-        slurm_partition=slurm_cluster.partition, slurm_cpus=1, slurm_time=5,
+        executor_options={"slurm": {"partition": slurm_cluster.partition, "cpus": 1,
+                                    "time": 5}},
         model_overrides={**tiny_request.model_overrides,
                          "cflow": {"epochs": 100_000, "coupling_blocks": 1}})
     results = request.results_dir
@@ -147,13 +150,18 @@ def test_slurm_options_become_submitit_parameters(tmp_path):
 
     request = request_from_args(build_parser().parse_args(
         ["run", "--config", str(grid), "--slurm-time", "120"]))
-    assert slurm_executor.executor_parameters(request) == {
+    executor = build_executor(request)
+    assert slurm_executor.executor_parameters(executor.config, request.device) == {
         "name": "nfbench", "timeout_min": 120, "nodes": 1, "tasks_per_node": 1,
         "cpus_per_task": 8, "gpus_per_node": 2, "mem_gb": 32, "slurm_partition": "gpu",
         "slurm_array_parallelism": 4,
         "slurm_additional_parameters": {"qos": "high", "account": "x", "exclusive": True}}
-    plain = RunRequest(models=["m"], strategies=["finetune"], seeds=[0], device="cuda")
-    assert slurm_executor.executor_parameters(plain)["gpus_per_node"] == 1  # cuda: 1 GPU
+    plain = slurm_executor.executor_parameters(SlurmConfig(), "cuda")
+    assert plain["gpus_per_node"] == 1  # cuda: 1 GPU
+    new_spelling = request_from_args(build_parser().parse_args(
+        ["run", "--config", str(grid), "--slurm.time", "120", "--slurm.extra", "qos=low"]))
+    assert new_spelling.executor_options["slurm"] == {**request.executor_options["slurm"],
+                                                      "extra": ["qos=low"]}
 
 
 def _fake_job(tmp_path: Path, job_id: str = "7_1") -> SimpleNamespace:
@@ -187,6 +195,6 @@ def test_array_ids_are_expanded():
 def test_a_login_node_without_gpu_plans_a_cuda_grid(tiny_request, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     request = dataclasses.replace(tiny_request, device="cuda", executor="slurm")
-    env = slurm_executor.planning_env(request, show_progress=False)
+    env = build_executor(request).environment(show_progress=False)
     assert env.device.type == "cuda"  # the cells' ids say cuda; they run on the GPU nodes
     assert next(env.cache.backbone.parameters()).device.type == "cpu"

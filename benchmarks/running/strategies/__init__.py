@@ -13,10 +13,18 @@ from nfbench.benchmarks.running.strategies.base import (
     available_strategies,
     build_config,
     get_strategy_class,
+    mechanism_strategy,
     register_strategy,
+    strategy_of_label,
 )
 
+# the strategy a run uses when none is named, and the one a tuning or comparison run trains
+# (one phase on every class: the quickest full fit)
+DEFAULT_STRATEGY = "finetune"
+ONE_PHASE_STRATEGY = "joint"
+
 __all__ = [
-    "Phase", "Strategy", "StrategyConfig", "StrategyError", "available_strategies",
-    "build_config", "get_strategy_class", "register_strategy",
+    "DEFAULT_STRATEGY", "ONE_PHASE_STRATEGY", "Phase", "Strategy", "StrategyConfig",
+    "StrategyError", "available_strategies", "build_config", "get_strategy_class",
+    "mechanism_strategy", "register_strategy", "strategy_of_label",
 ]

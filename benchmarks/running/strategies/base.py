@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 from nfbench.datasets.base import Dataset, Sample
 from nfbench.datasets.scenarios import Scenario
 from nfbench.models.base import FlowADModel
-from nfbench.models.registry import config_from_overrides, registering
+from nfbench.models.registry import Registry, config_from_overrides
 
 
 class StrategyError(ValueError):
@@ -43,6 +43,12 @@ class Strategy:
     config_class: ClassVar[type[StrategyConfig]] = StrategyConfig
     # which normal training images the learner still holds after the last phase, in words
     holds: ClassVar[str] = "last task's training images"
+    # one phase on every class at once: R has one row, so no FM/BWT and no forgetting curve
+    single_phase: ClassVar[bool] = False
+    # where its rows sit in tables: lower first (finetune, replay, mechanisms, the upper bound)
+    sort_rank: ClassVar[int] = 5
+    # stands for each model's own continual mechanism (records name it by the model's label)
+    model_mechanism: ClassVar[bool] = False
 
     def __init__(self, config: StrategyConfig, scenario: Scenario, dataset: Dataset,
                  seed: int, model_class: type[FlowADModel]) -> None:
@@ -85,29 +91,61 @@ class Strategy:
         """None when the strategy can run with this model, else the reason it cannot."""
         return None
 
+    @classmethod
+    def equivalent_to(cls, model_class: type[FlowADModel]) -> str | None:
+        """Another strategy whose cell this one would repeat exactly for the model, if any."""
+        return None
 
-_REGISTRY: dict[str, type[Strategy]] = {}
+    @classmethod
+    def skip_reason(cls, model_class: type[FlowADModel]) -> str | None:
+        """Why a grid skips this strategy's cell for the model (it cannot run, or it would
+        repeat another cell exactly), else None. A single-model grid turns `applies_to`'s
+        reason into an error instead."""
+        return cls.applies_to(model_class)
+
+    @classmethod
+    def label_for(cls, model_class: type[FlowADModel]) -> str:
+        """The strategy's name in the model's records and tables."""
+        return cls.name
+
+
+STRATEGIES: Registry[type[Strategy]] = Registry("strategy", StrategyError)
 
 
 def register_strategy(name: str) -> Callable[[type], type]:
     """Class decorator: make a Strategy subclass available under `name`."""
-    return registering(_REGISTRY, "strategy", name)
+    return STRATEGIES.register(name)
 
 
 def available_strategies() -> list[str]:
-    return list(_REGISTRY)
+    return STRATEGIES.names()
 
 
 def get_strategy_class(name: str, model_class: type[FlowADModel] | None = None) -> type[Strategy]:
     """The strategy registered as `name`; a model's own mechanism may be named by its own
     label (the model class's `own_strategy`) as well as by `own`."""
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    if model_class is not None and name == model_class.own_strategy and "own" in _REGISTRY:
-        return _REGISTRY["own"]
+    if name in STRATEGIES:
+        return STRATEGIES.get(name)
+    if model_class is not None and name == model_class.own_strategy and "own" in STRATEGIES:
+        return STRATEGIES.get("own")
     model = f" for '{model_class.name}'" if model_class is not None else ""
     raise StrategyError(f"unknown strategy '{name}'{model} (choices: "
-                        f"{', '.join(_REGISTRY)})")
+                        f"{', '.join(STRATEGIES)})")
+
+
+def strategy_of_label(label: str) -> type[Strategy]:
+    """The strategy behind a record's label: its own name, or a model's mechanism label."""
+    if label in STRATEGIES:
+        return STRATEGIES.get(label)
+    mechanism = [s for s in STRATEGIES.values() if s.model_mechanism]
+    if not mechanism:
+        raise StrategyError(f"unknown strategy '{label}'")
+    return mechanism[0]
+
+
+def mechanism_strategy() -> str:
+    """The name of the strategy that runs each model's own mechanism."""
+    return strategy_of_label("").name
 
 
 def build_config(name: str, **overrides: Any) -> StrategyConfig:

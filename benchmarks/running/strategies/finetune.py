@@ -8,3 +8,5 @@ from nfbench.benchmarks.running.strategies.base import Strategy, register_strate
 @register_strategy("finetune")
 class Finetune(Strategy):
     """The base behaviour, unchanged: the lower bound of continual learning."""
+
+    sort_rank = 0

@@ -10,6 +10,8 @@ class Joint(Strategy):
     """One phase with every class; only the last row of R is filled (no FM/BWT)."""
 
     holds = "all classes' training images (joint)"
+    single_phase = True
+    sort_rank = 9
 
     def phases(self) -> list[Phase]:
         return [Phase(row=self.scenario.num_tasks - 1, new_classes=self.scenario.classes)]

@@ -28,6 +28,7 @@ class Replay(Strategy):
 
     config_class = ReplayConfig
     holds = "last task's training images + replay buffer"
+    sort_rank = 1
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)

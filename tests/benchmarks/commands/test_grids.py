@@ -36,7 +36,7 @@ def test_a_user_grid_file_with_flags_on_top(tmp_path):
 
 @pytest.mark.parametrize("text, needle", [
     ("modles = ['fastflow']\n", "unknown key 'modles'"),
-    ("[nosuchmodel]\nepochs = 1\n", "neither a model nor a strategy"),
+    ("[nosuchmodel]\nepochs = 1\n", "neither a model, a strategy nor an executor"),
     ("models = [\n", "mine.toml"),
 ])
 def test_bad_grid_files_are_one_line_errors(tmp_path, text, needle):

@@ -14,7 +14,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from nfbench.benchmarks.measuring.forgetting import summarize
-from nfbench.benchmarks.running import protocol, runner
+from nfbench.benchmarks.running import cell, protocol
 from nfbench.benchmarks.running.runner import run_grid
 from nfbench.datasets.base import DatasetError
 from nfbench.models.base import LossTerms
@@ -63,7 +63,7 @@ def test_rerun_skips_finished_cells(tiny_request, monkeypatch):
     def must_not_run(*args, **kwargs):
         raise AssertionError("a finished cell was run again")
 
-    monkeypatch.setattr("nfbench.benchmarks.running.runner.run_cell", must_not_run)
+    monkeypatch.setattr("nfbench.benchmarks.running.cell.run_cell", must_not_run)
     [record] = run_grid(tiny_request, show_progress=False)
     assert record.status == "ok"
 
@@ -145,7 +145,7 @@ def test_a_truncated_image_stops_the_grid_before_any_training(tiny_request, tiny
     def never(*args, **kwargs):
         raise AssertionError("the grid went past validation with a truncated image")
 
-    monkeypatch.setattr(runner, "Backbone", never)
+    monkeypatch.setattr(cell, "Backbone", never)
     monkeypatch.setattr(protocol, "train_phase", never)
     with pytest.raises(DatasetError, match="unreadable image") as err:
         run_grid(tiny_request, show_progress=False)

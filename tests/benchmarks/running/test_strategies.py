@@ -47,7 +47,8 @@ def _spy_steps(monkeypatch) -> list[int]:
 
 
 def test_a_strategy_defined_here_runs_without_edits_elsewhere(tiny_request, monkeypatch):
-    monkeypatch.setattr(strategy_base, "_REGISTRY", dict(strategy_base._REGISTRY))
+    registry = strategy_base.STRATEGIES
+    monkeypatch.setattr(registry, "_entries", dict(registry._entries))
 
     @register_strategy("replay_equal_steps")
     class ReplayEqualSteps(Replay):

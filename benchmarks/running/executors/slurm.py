@@ -16,7 +16,6 @@ cost, alone in its allocation. submitit is optional: `pip install 'nfbench[clust
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import importlib
 import json
@@ -26,6 +25,8 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
+from dataclasses import field
 from datetime import datetime
 from pathlib import Path
 
@@ -41,12 +42,18 @@ from nfbench.benchmarks.records.record import (
     now,
     read_record,
     write_json_atomic,
-    write_record,
 )
-from nfbench.benchmarks.running.callbacks import CellEnv
-from nfbench.benchmarks.running.executors import run_cell_task
+from nfbench.benchmarks.running.callbacks import Callback
+from nfbench.benchmarks.running.cell import PlannedCell, failed_record, open_env, run_cell_task
+from nfbench.benchmarks.running.context import CellEnv
+from nfbench.benchmarks.running.executors.base import (
+    Executor,
+    ExecutorConfig,
+    ExecutorError,
+    register_executor,
+)
+from nfbench.benchmarks.running.request import RunRequest
 
-EXECUTORS = ("local", "slurm")
 INSTALL_HINT = "pip install 'nfbench[cluster]'"
 # states after which a job never runs again (anything else: still queued, running or held)
 TERMINAL = {"COMPLETED", "CANCELLED", "FAILED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL",
@@ -57,27 +64,21 @@ LOST_POLLS = 5  # polls in a row in which neither squeue nor sacct knows a job
 QUERY_TIMEOUT_S = 60
 
 
-class ExecutorError(ValueError):
-    """An executor that cannot run here (submitit missing, no sbatch, bad options): one line."""
+@dataclasses.dataclass
+class SlurmConfig(ExecutorConfig):
+    """Per array task; every field is a flag `--slurm.<field>` (also `--slurm-<field>`)."""
 
-
-# ---- options ------------------------------------------------------------------------------
-def add_slurm_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--executor` and the `--slurm-*` flags (RunRequest fields of the same names). The
-    per-task flags are described in --executor's help, not listed one by one in the usage."""
-    parser.add_argument(
-        "--executor", choices=EXECUTORS,
-        help="local (this machine, see --workers) or slurm: one job array, per task "
-             "--slurm-partition NAME, --slurm-gpus N (default: 1 with --device cuda), "
-             "--slurm-cpus N, --slurm-mem GB, --slurm-time MINUTES (240), "
-             "--slurm-parallelism N (array tasks at once), --slurm-extra KEY=VALUE ... "
-             "(more sbatch options, e.g. qos=high account=x; KEY alone: a flag)")
-    hidden = argparse.SUPPRESS
-    parser.add_argument("--slurm-partition", help=hidden)
-    for name in ("gpus", "cpus", "time", "parallelism"):
-        parser.add_argument(f"--slurm-{name}", type=int, help=hidden)
-    parser.add_argument("--slurm-mem", type=float, help=hidden)
-    parser.add_argument("--slurm-extra", nargs="+", help=hidden)
+    partition: str | None = field(default=None, metadata={"help": "the Slurm partition"})
+    gpus: int | None = field(default=None, metadata={
+        "help": "GPUs per task (default: 1 with --device cuda, else 0)"})
+    cpus: int | None = field(default=None, metadata={"help": "CPUs per task (cluster default)"})
+    mem: float | None = field(default=None, metadata={"help": "GB of memory per task"})
+    time: int = field(default=240, metadata={"help": "minutes per task"})
+    parallelism: int | None = field(default=None, metadata={
+        "help": "array tasks at once (submitit's default: 256)"})
+    extra: list[str] = field(default_factory=list, metadata={
+        "help": "more sbatch options, KEY=VALUE (e.g. qos=high account=x; KEY alone: a flag)",
+        "nargs": "+"})
 
 
 def extra_parameters(items: list[str]) -> dict[str, str | bool]:
@@ -86,47 +87,41 @@ def extra_parameters(items: list[str]) -> dict[str, str | bool]:
     for item in items:
         key, sep, value = str(item).partition("=")
         if not key.strip() or key.strip().startswith("-"):
-            raise ExecutorError(f"--slurm-extra '{item}': expected KEY=VALUE (e.g. qos=high)")
+            raise ExecutorError(f"--slurm.extra '{item}': expected KEY=VALUE (e.g. qos=high)")
         extra[key.strip()] = value.strip() if sep else True
     return extra
 
 
-def task_gpus(request) -> int:
-    if request.slurm_gpus is not None:
-        return request.slurm_gpus
-    return 1 if str(request.device).startswith("cuda") else 0
+def task_gpus(config: SlurmConfig, device: str) -> int:
+    if config.gpus is not None:
+        return config.gpus
+    return 1 if str(device).startswith("cuda") else 0
 
 
-def executor_parameters(request) -> dict:
-    """submitit's AutoExecutor parameters for the request (one task per array element)."""
-    params: dict = {"name": "nfbench", "timeout_min": int(request.slurm_time), "nodes": 1,
+def executor_parameters(config: SlurmConfig, device: str) -> dict:
+    """submitit's AutoExecutor parameters (one task per array element)."""
+    params: dict = {"name": "nfbench", "timeout_min": int(config.time), "nodes": 1,
                     "tasks_per_node": 1}
-    optional = {"cpus_per_task": request.slurm_cpus, "gpus_per_node": task_gpus(request) or None,
-                "mem_gb": request.slurm_mem, "slurm_partition": request.slurm_partition,
-                "slurm_array_parallelism": request.slurm_parallelism,
-                "slurm_additional_parameters": extra_parameters(request.slurm_extra) or None}
+    optional = {"cpus_per_task": config.cpus, "gpus_per_node": task_gpus(config, device) or None,
+                "mem_gb": config.mem, "slurm_partition": config.partition,
+                "slurm_array_parallelism": config.parallelism,
+                "slurm_additional_parameters": extra_parameters(config.extra) or None}
     params.update({k: v for k, v in optional.items() if v is not None})
     return params
 
 
-def check_executor(request, callbacks=()) -> None:
-    """Fail fast, before any data are opened, on an executor that cannot run."""
-    if request.executor not in EXECUTORS:
-        raise ExecutorError(f"unknown executor '{request.executor}' (local or slurm)")
-    if request.executor == "local":
-        return
-    if callbacks:
-        raise ExecutorError("callbacks need the cells in this process: use --executor local")
-    if request.workers > 1:
-        raise ExecutorError("--workers is for --executor local; with slurm use "
-                            "--slurm-parallelism")
-    for name in ("slurm_time", "slurm_cpus", "slurm_parallelism", "slurm_mem"):
-        value = getattr(request, name)
+def check_config(config: SlurmConfig, workers: int) -> None:
+    """Options that cannot work, and a missing submitit or sbatch: one line each."""
+    if workers > 1:
+        raise ExecutorError("--workers is for the local executor; with slurm use "
+                            "--slurm.parallelism")
+    for name in ("time", "cpus", "parallelism", "mem"):
+        value = getattr(config, name)
         if value is not None and not value > 0:
-            raise ExecutorError(f"--{name.replace('_', '-')} must be positive, not {value}")
-    if task_gpus(request) < 0:
-        raise ExecutorError(f"--slurm-gpus must be 0 or more, not {request.slurm_gpus}")
-    extra_parameters(request.slurm_extra)
+            raise ExecutorError(f"--slurm.{name} must be positive, not {value}")
+    if config.gpus is not None and config.gpus < 0:
+        raise ExecutorError(f"--slurm.gpus must be 0 or more, not {config.gpus}")
+    extra_parameters(config.extra)
     try:
         importlib.import_module("submitit")
     except ImportError:
@@ -135,15 +130,29 @@ def check_executor(request, callbacks=()) -> None:
         raise ExecutorError("--executor slurm: sbatch not found (run on a Slurm login node)")
 
 
-def planning_env(request, show_progress: bool) -> CellEnv:
-    """The launcher's environment, for planning only (the cells run in the jobs): a login
-    node without a GPU may plan a --device cuda grid (backbone on the CPU, cell ids for cuda)."""
-    from nfbench.benchmarks.running.runner import open_env
+@register_executor("slurm")
+class SlurmExecutor(Executor):
+    """One job array; see the module docstring."""
 
-    if not str(request.device).startswith("cuda") or torch.cuda.is_available():
-        return open_env(request, show_progress)
-    env = open_env(dataclasses.replace(request, device="cpu"), show_progress)
-    return dataclasses.replace(env, device=torch.device(request.device))
+    config_class = SlurmConfig
+    config: SlurmConfig
+
+    def check(self, callbacks: Sequence[Callback]) -> None:
+        super().check(callbacks)
+        check_config(self.config, self.request.workers)
+
+    def environment(self, show_progress: bool) -> CellEnv:
+        """For planning only (the cells run in the jobs): a login node without a GPU may plan
+        a --device cuda grid (backbone on the CPU, cell ids for cuda)."""
+        request = self.request
+        if not str(request.device).startswith("cuda") or torch.cuda.is_available():
+            return open_env(request, show_progress)
+        env = open_env(dataclasses.replace(request, device="cpu"), show_progress)
+        return dataclasses.replace(env, device=torch.device(request.device))
+
+    def run(self, cells: list[PlannedCell], env: CellEnv, callbacks: Sequence[Callback],
+            show_progress: bool) -> list[CellRecord]:
+        return run_slurm(self.request, self.config, cells, env, show_progress)
 
 
 # ---- the job side -------------------------------------------------------------------------
@@ -282,11 +291,12 @@ def _attach(request, cells: list, folder: Path) -> tuple[dict[str, _Pending], li
     return attached, rest
 
 
-def _submit(request, cells: list, env: CellEnv, folder: Path) -> dict[str, _Pending]:
+def _submit(request: RunRequest, config: SlurmConfig, cells: list, env: CellEnv,
+            folder: Path) -> dict[str, _Pending]:
     import submitit
 
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
-    executor.update_parameters(**executor_parameters(request))
+    executor.update_parameters(**executor_parameters(config, request.device))
     sent = job_request(request)
     submitted = time.time()
     try:
@@ -323,14 +333,7 @@ def _own_record(request, item: _Pending) -> CellRecord | None:
 
 def _failed(request, env: CellEnv, item: _Pending, error: ErrorInfo) -> CellRecord:
     own = _own_record(request, item)
-    if own is not None:
-        return own
-    cell = item.cell
-    record = CellRecord.failed(cell.cell_id, error,
-                               **cell.spec.identity(env.scenario.name, cell.label))
-    path = cell_path(request.results_dir, cell.cell_id)
-    write_record(path, record)
-    return read_record(path)
+    return own if own is not None else failed_record(request, item.cell, env, error)
 
 
 def _job_error(err: Exception) -> ErrorInfo:
@@ -402,14 +405,15 @@ def _wait(request, env: CellEnv, pending: dict[str, _Pending], bar) -> list[Cell
     return records
 
 
-def run_slurm(request, cells: list, env: CellEnv, show_progress: bool) -> list[CellRecord]:
+def run_slurm(request: RunRequest, config: SlurmConfig, cells: list, env: CellEnv,
+              show_progress: bool) -> list[CellRecord]:
     """Run `cells` as one Slurm job array (cells whose earlier job still runs are waited on,
     not submitted again); return their records as stored."""
     folder = slurm_dir(request.results_dir)
     folder.mkdir(parents=True, exist_ok=True)
     pending, fresh = _attach(request, cells, folder)
     if fresh:
-        pending.update(_submit(request, fresh, env, folder))
+        pending.update(_submit(request, config, fresh, env, folder))
     if pending and show_progress:
         tqdm.write(f"slurm: {len(fresh)} cells submitted, {len(pending) - len(fresh)} already "
                    f"queued; job ids in {jobs_path(request.results_dir)}")
