@@ -6,7 +6,8 @@ from pathlib import Path
 
 from nfbench.datasets.base import Dataset, DatasetError
 from nfbench.datasets.mvtec import read_mvtec_layout
-from nfbench.datasets.synthetic import SyntheticSpec, read_synthetic
+from nfbench.datasets.sizes import MVTEC_AD, VISA_1CLS
+from nfbench.datasets.synthetic import CLASSES, DEFAULT_SPEC, SyntheticSpec, read_synthetic
 from nfbench.datasets.synthetic_mvtec import NAME as SYNTHETIC_MVTEC
 from nfbench.datasets.synthetic_mvtec import read_synthetic_mvtec
 from nfbench.datasets.visa import read_visa
@@ -36,3 +37,19 @@ def open_dataset(
     if key == "visa":
         return read_visa(root)
     return read_mvtec_layout(root, name=key)
+
+
+def class_sizes(dataset: str, root: Path | None, cache_dir: Path) -> dict[str, tuple[int, int]]:
+    """(train, test) image counts per class, in the dataset's class order."""
+    key = dataset.strip().lower()
+    if root is not None and Path(root).exists():
+        opened = open_dataset(key, root, cache_dir)
+        return {c: (len(d.train), len(d.test)) for c, d in opened.classes.items()}
+    if key in ("mvtec", "synthetic-mvtec"):  # the MVTec-sized synthetic set has its counts
+        return dict(MVTEC_AD)
+    if key == "visa":
+        return dict(VISA_1CLS)
+    if key == "synthetic":
+        spec = DEFAULT_SPEC
+        return {c: (spec.n_train, spec.n_test_good + spec.n_test_defect) for c in CLASSES}
+    raise DatasetError(f"no known class sizes for '{dataset}' without --data-root")

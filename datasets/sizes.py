@@ -1,15 +1,11 @@
-"""How many images each class has, without reading (or generating) the images.
+"""The published class sizes of MVTec AD and VisA (1cls split): tables only.
 
-`nfbench plan` needs the counts of a scenario's classes before anything runs: from the data
-root when one is given (file listing only), else from the published sizes of MVTec AD and
-VisA (1cls split), or from the synthetic set's spec.
+`nfbench plan` needs a scenario's counts before anything runs; `catalog.class_sizes` reads
+them from a data root when one is given (file listing only), else from these tables or the
+synthetic set's spec.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
-
-from nfbench.datasets.base import DatasetError
 
 # per class: (train good, test good, test defective), MVTec AD as published
 MVTEC_AD_SPLITS: dict[str, tuple[int, int, int]] = {
@@ -28,23 +24,3 @@ VISA_1CLS: dict[str, tuple[int, int]] = {
     "macaroni2": (900, 200), "pcb1": (904, 200), "pcb2": (901, 200), "pcb3": (905, 201),
     "pcb4": (904, 201), "pipe_fryum": (450, 150),
 }
-
-
-def class_sizes(dataset: str, root: Path | None, cache_dir: Path) -> dict[str, tuple[int, int]]:
-    """(train, test) image counts per class, in the dataset's class order."""
-    key = dataset.strip().lower()
-    if root is not None and Path(root).exists():
-        from nfbench.datasets.catalog import open_dataset
-
-        opened = open_dataset(key, root, cache_dir)
-        return {c: (len(d.train), len(d.test)) for c, d in opened.classes.items()}
-    if key in ("mvtec", "synthetic-mvtec"):  # the MVTec-sized synthetic set has its counts
-        return dict(MVTEC_AD)
-    if key == "visa":
-        return dict(VISA_1CLS)
-    if key == "synthetic":
-        from nfbench.datasets.synthetic import CLASSES, DEFAULT_SPEC
-
-        spec = DEFAULT_SPEC
-        return {c: (spec.n_train, spec.n_test_good + spec.n_test_defect) for c in CLASSES}
-    raise DatasetError(f"no known class sizes for '{dataset}' without --data-root")

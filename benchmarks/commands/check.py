@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 from nfbench.benchmarks.commands.grids import load_grid
-from nfbench.benchmarks.measuring.metrics import SUMMARISED
+from nfbench.benchmarks.measuring.metrics import summarised_keys
 from nfbench.benchmarks.records.record import CellRecord, write_json_atomic
 from nfbench.benchmarks.running.runner import RunRequest, run_grid
 
@@ -28,7 +28,7 @@ def _figures(record: CellRecord) -> dict[str, float | None]:
     """The flat dict of figures a baseline pins for one cell: every summarised metric's
     ACC/FM/BWT and R entries."""
     figures: dict[str, float | None] = {}
-    for metric in SUMMARISED:
+    for metric in summarised_keys():
         for key, value in record.summary.get(metric, {}).items():
             figures[f"{metric}.{key}"] = value
         for t, row in enumerate(record.R.get(metric, [])):

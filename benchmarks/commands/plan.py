@@ -23,11 +23,15 @@ import torch
 from nfbench.benchmarks.measuring.evaluate import EvalSet, evaluation_row
 from nfbench.benchmarks.running.cell import resolve_device
 from nfbench.benchmarks.running.runner import RunRequest, backbone_groups, variant_name
-from nfbench.benchmarks.running.strategies import build_config, get_strategy_class
+from nfbench.benchmarks.running.strategies import (
+    DEFAULT_STRATEGY,
+    build_config,
+    get_strategy_class,
+)
 from nfbench.benchmarks.running.trainer import train_phase
 from nfbench.datasets.base import ClassData, Dataset, Sample
+from nfbench.datasets.catalog import class_sizes
 from nfbench.datasets.scenarios import Scenario, build_scenario
-from nfbench.datasets.sizes import class_sizes
 from nfbench.models.backbone import Backbone
 from nfbench.models.base import FlowADModel
 from nfbench.models.registry import create_model, get_model_class
@@ -103,7 +107,7 @@ def calibrate(model_name: str, overrides: dict, backbone: Backbone, device: torc
     """Time a few steps, one finish_task and a few scoring batches of the model."""
     start = time.perf_counter()
     model: FlowADModel = create_model(model_name, backbone.feature_info, **overrides).to(device)
-    model.start_task(0, [0], "finetune")
+    model.start_task(0, [0], DEFAULT_STRATEGY)
     setup = time.perf_counter() - start
     config = model.config
     batch = config.batch_size

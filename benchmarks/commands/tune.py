@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from nfbench.benchmarks.commands.flags import overrides_from_args
+from nfbench.benchmarks.measuring.metrics import metric_table
 from nfbench.benchmarks.measuring.statistics import seed_interval, welch
 from nfbench.benchmarks.running.runner import RunRequest, run_grid
 from nfbench.benchmarks.running.strategies import (
@@ -33,7 +34,11 @@ from nfbench.models.registry import get_model_class
 
 DEFAULT_RESULTS = Path("results/tune")
 DEFAULT_CACHE_DIR = Path(".cache/nfbench")  # the same default as `nfbench run`
-METRICS = (("image_auroc", "image AUROC"), ("pixel_auroc", "pixel AUROC"))
+
+
+def tuned_metrics() -> list[tuple[str, str]]:
+    """(key, label) of the metrics a tune run reports and judges: the summarised rows."""
+    return [(m.key, m.label) for m in metric_table() if m.summarised]
 
 
 class TuneError(ValueError):
@@ -126,7 +131,7 @@ def summarize_values(param: str, rows: list[dict]) -> pd.DataFrame:
         ok = [r for r in row["records"] if r.ok]
         entry: dict[str, Any] = {param: row["label"], "seeds": len(ok),
                                  "failed": len(row["records"]) - len(ok)}
-        for metric, title in METRICS:
+        for metric, title in tuned_metrics():
             per_seed = np.array([r.summary_value(metric, "acc") for r in ok]) * 100
             finite = per_seed[np.isfinite(per_seed)]
             lo, hi = seed_interval(finite)
@@ -142,7 +147,7 @@ def summarize_values(param: str, rows: list[dict]) -> pd.DataFrame:
 def verdict(param: str, table: pd.DataFrame, metric: str = "image_auroc") -> str:
     """Which value is best on a validation metric's ACC, and which values it does not beat
     significantly (Welch's t-test across seeds, as the report compares rows with seeds)."""
-    title = dict(METRICS)[metric]
+    title = dict(tuned_metrics())[metric]
     col, seeds = f"{title} ACC", f"_{metric}_seeds"
     scored = table[np.isfinite(table[col])]
     if scored.empty:
@@ -188,7 +193,7 @@ def run_tune(args: argparse.Namespace, show_progress: bool = True) -> tuple[pd.D
         )
         rows.append({"label": label, "records": run_grid(request, show_progress)})
     table = summarize_values(param, rows)
-    return table, "\n".join(verdict(param, table, metric) for metric, _ in METRICS)
+    return table, "\n".join(verdict(param, table, metric) for metric, _ in tuned_metrics())
 
 
 def main_tune(args: argparse.Namespace) -> int:
@@ -196,7 +201,7 @@ def main_tune(args: argparse.Namespace) -> int:
     table, text = run_tune(args)
     shown = table[[c for c in table.columns if not c.startswith("_")]].round(2)
     text_cells = shown.astype(str).replace("nan", "n/a")
-    for col in ("image AUROC ACC", "pixel AUROC ACC"):  # one decimal; labels stay as typed
+    for col in (f"{title} ACC" for _, title in tuned_metrics()):  # one decimal; labels as typed
         text_cells[col] = [f"{v:.1f}" if np.isfinite(v) else "n/a" for v in shown[col]]
     markdown = text_cells.to_markdown(index=False, disable_numparse=True)
     print(markdown)

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from nfbench.benchmarks.measuring.metrics import METRIC_TABLE, image_metrics, pixel_metrics
+from nfbench.benchmarks.measuring.metrics import image_metrics, metric_table, pixel_metrics
 from nfbench.datasets.base import Sample
 from nfbench.models.base import FlowADModel
 
 # every metric of the table gets an R matrix in each record
-R_METRICS = tuple(m.key for m in METRIC_TABLE)
 
 
 @dataclass
@@ -90,7 +89,7 @@ def metrics_for(
     anomalies, and are NaN when `pixel` is False (unseen task, or a dataset without masks)."""
     result = image_metrics(scores[index], test.labels[index])
     if not pixel:
-        return result | {"pixel_auroc": np.nan, "pixel_aupro": np.nan, "pixel_ap": np.nan}
+        return result | {m.key: np.nan for m in metric_table() if m.level == "pixel"}
     pixel_index = index[(test.labels[index] == 0) | test.has_mask[index]]
     result.update(
         pixel_metrics(maps[pixel_index], test.masks[pixel_index])
@@ -109,7 +108,7 @@ def task_metrics(
     result = {m: _nanmean([row[m] for row in per_class]) for m in per_class[0]}
     labels = test.labels[index]
     defined = bool(labels.any() and not labels.all())
-    for spec in METRIC_TABLE:
+    for spec in metric_table():
         if spec.pooled:  # image-level rows only
             result[spec.key] = spec.compute(scores[index], labels) if defined else float("nan")
     return result

@@ -1,13 +1,14 @@
-"""Accuracy metrics for one evaluation, and METRIC_TABLE: the one list of them.
+"""Accuracy metrics for one evaluation, and the registry of them (`metric_table()`).
 
 ROC and PR quantities come from scikit-learn so that every stored number can be
 recomputed outside nfbench with the same library. Only AUPRO is computed here,
 because scikit-learn has no per-region overlap curve; it follows the MVTec AD
 definition (Bergmann et al., IJCV 2021) and is exact over every distinct score.
 
-Every metric is one `MetricSpec` row (key, labels, level, direction, whether it is
-summarised into ACC/FM/BWT, format) plus its function; evaluation, the record, the
-report, the plots, compare and check all read the table, so a new metric is one row.
+Every metric is one registered `MetricSpec` row (key, labels, level, direction, whether it
+is summarised into ACC/FM/BWT, format) plus its function, and optionally a vectorised
+function for its bootstrap replicates; evaluation, the record, the bootstrap intervals, the
+report, the plots, compare, check and tune all read the table, so a new metric is one row.
 """
 
 from __future__ import annotations
@@ -21,12 +22,21 @@ import numpy as np
 from scipy import ndimage
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
+from nfbench.benchmarks.measuring.replicate_metrics import (
+    PixelHistograms,
+    aupro_replicates,
+    auroc_replicates,
+    pixel_auroc_replicates,
+)
+from nfbench.models.registry import Registry
+
 __all__ = [
-    "METRIC_TABLE", "MetricSpec", "PixelData", "aupro", "f1_max", "image_metrics", "metric_spec",
-    "pixel_metrics", "pro_curve",
+    "METRICS", "MetricSpec", "PixelData", "aupro", "f1_max", "image_metrics", "metric_spec",
+    "metric_table", "pixel_metrics", "pro_curve", "register_metric", "summarised_keys",
 ]
 
 NAN = float("nan")
+AUPRO_FPR_LIMIT = 0.3  # MVTec AD's integration limit
 
 # 8-connectivity: diagonal neighbours belong to the same defect region (MVTec AD).
 _STRUCTURE_8 = np.ones((3, 3), dtype=bool)
@@ -273,6 +283,10 @@ class MetricSpec:
     pooled: bool = False
     scale: float = 100.0  # shown in points
     decimals: int = 1
+    # bootstrap replicates at once: image (scores, labels, weights (B, n)) -> (B,); pixel
+    # (PixelHistograms, weights (B, n), normal-pixel counts (B, L)) -> (B,). None: `compute`
+    # on each resampled set (exact, slower).
+    replicates: Callable[..., np.ndarray] | None = None
 
     def format(self, value: float | None) -> str:
         if value is None or not np.isfinite(value):
@@ -280,24 +294,46 @@ class MetricSpec:
         return f"{value * self.scale:.{self.decimals}f}"
 
 
-METRIC_TABLE: tuple[MetricSpec, ...] = (
-    MetricSpec("image_auroc", "image AUROC", "img AUROC", "image", image_auroc, summarised=True),
+METRICS: Registry[MetricSpec] = Registry("metric")
+
+
+def register_metric(spec: MetricSpec, *, overwrite: bool = False) -> MetricSpec:
+    """Make a metric part of every evaluation, record, interval, table and tune run."""
+    return METRICS.add(spec.key, spec, overwrite=overwrite)
+
+
+def _aupro_replicates(h: PixelHistograms, weights: np.ndarray, normal: np.ndarray) -> np.ndarray:
+    return aupro_replicates(h, weights, AUPRO_FPR_LIMIT, normal)
+
+
+for _spec in (
+    MetricSpec("image_auroc", "image AUROC", "img AUROC", "image", image_auroc, summarised=True,
+               replicates=auroc_replicates),
     MetricSpec("image_ap", "image AP", "img AP", "image", image_ap),
     MetricSpec("image_f1max", "image F1-max", "img F1-max", "image", f1_max),
-    MetricSpec("pixel_auroc", "pixel AUROC", "pix AUROC", "pixel", pixel_auroc, summarised=True),
-    MetricSpec("pixel_aupro", "AUPRO", "AUPRO", "pixel", pixel_aupro, summarised=True),
+    MetricSpec("pixel_auroc", "pixel AUROC", "pix AUROC", "pixel", pixel_auroc, summarised=True,
+               replicates=pixel_auroc_replicates),
+    MetricSpec("pixel_aupro", "AUPRO", "AUPRO", "pixel", pixel_aupro, summarised=True,
+               replicates=_aupro_replicates),
     MetricSpec("pixel_ap", "pixel AP", "pix AP", "pixel", pixel_ap),
     MetricSpec("image_auroc_pooled", "image AUROC (classes pooled)", "img AUROC pooled",
-               "image", image_auroc, summarised=True, pooled=True),
-)
-SUMMARISED = tuple(m.key for m in METRIC_TABLE if m.summarised)
+               "image", image_auroc, summarised=True, pooled=True, replicates=auroc_replicates),
+):
+    register_metric(_spec)
+
+
+def metric_table() -> tuple[MetricSpec, ...]:
+    """Every registered metric, in registration order (tables and records keep it)."""
+    return tuple(METRICS.values())
+
+
+def summarised_keys() -> tuple[str, ...]:
+    """The metrics that get ACC/FM/BWT in every record, the leaderboard and `nfbench check`."""
+    return tuple(m.key for m in metric_table() if m.summarised)
 
 
 def metric_spec(key: str) -> MetricSpec:
-    for spec in METRIC_TABLE:
-        if spec.key == key:
-            return spec
-    raise KeyError(f"unknown metric {key!r}")
+    return METRICS.get(key)
 
 
 def image_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
@@ -307,7 +343,7 @@ def image_metrics(scores: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     yields NaN rather than the exception scikit-learn would raise.
     """
     s, y = _check_scores(scores, labels)
-    specs = [m for m in METRIC_TABLE if m.level == "image" and not m.pooled]
+    specs = [m for m in metric_table() if m.level == "image" and not m.pooled]
     defined = y.any() and not y.all()
     return {m.key: m.compute(s, y) if defined else NAN for m in specs}
 
@@ -317,5 +353,5 @@ def pixel_metrics(maps: np.ndarray, masks: np.ndarray) -> dict[str, float]:
     is no anomalous or no normal pixel. The caller has already dropped anomalous images
     without a ground-truth mask (their all-zero mask would count defect pixels as normal)."""
     data = PixelData(maps, masks)
-    specs = [m for m in METRIC_TABLE if m.level == "pixel"]
+    specs = [m for m in metric_table() if m.level == "pixel"]
     return {m.key: m.compute(data) if data.defined else NAN for m in specs}

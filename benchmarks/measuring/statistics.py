@@ -26,7 +26,7 @@ Where both sides have several seeds, Welch's t-test across seeds (alpha 0.05) is
 from __future__ import annotations
 
 import warnings
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -34,13 +34,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from nfbench.benchmarks.measuring.replicate_metrics import (
-    LEVELS,
-    aupro_replicates,
-    auroc_replicates,
-    pixel_auroc_replicates,
-    pixel_histograms,
-)
+from nfbench.benchmarks.measuring.metrics import MetricSpec, PixelData, metric_table
+from nfbench.benchmarks.measuring.replicate_metrics import LEVELS, pixel_histograms
 from nfbench.benchmarks.records.record import CellRecord
 
 __all__ = [
@@ -186,28 +181,64 @@ def _task_row(per_class: dict[str, np.ndarray], cell: CellScores, B: int) -> np.
 
 
 def bootstrap_cell(cell: CellScores, counts: np.ndarray, pixel: bool = True,
-                   levels: int = LEVELS, fpr_limit: float = 0.3) -> dict[str, np.ndarray]:
-    """Replicate R matrices {metric: (B, T, T)} from bootstrap ``counts`` (B, N).
+                   levels: int = LEVELS) -> dict[str, np.ndarray]:
+    """Replicate R matrices {metric: (B, T, T)} of every summarised metric of the table, from
+    bootstrap ``counts`` (B, N).
 
-    Image AUROC fills every stored evaluation (k <= t), so ACC, FM and BWT all get
-    replicates. Pixel AUROC and AUPRO fill only the final evaluation (maps are the costly
-    part), so they give ACC replicates only. Per task: the mean of its per-class figures.
+    Image metrics fill every stored evaluation (k <= t), so ACC, FM and BWT all get
+    replicates. Pixel metrics fill only the final evaluation (maps are the costly part), so
+    they give ACC replicates only. Per task: the mean of its per-class figures, or for a
+    `pooled` row the figure of all its images at once.
     """
     B, T = counts.shape[0], cell.n_tasks
-    out = {"image_auroc": np.full((B, T, T), NAN)}
-    for t, scores in cell.image_scores.items():
-        if t >= T:
-            continue
-        per_class = {}
-        for c in dict.fromkeys(cell.classes[cell.task <= t]):
-            idx = np.flatnonzero((cell.classes == c) & np.isfinite(scores))
-            if idx.size:
-                per_class[c] = auroc_replicates(scores[idx], cell.labels[idx], counts[:, idx])
-        out["image_auroc"][:, t, : t + 1] = _task_row(per_class, cell, B)[:, : t + 1]
+    out = {}
+    for spec in metric_table():
+        if spec.summarised and spec.level == "image":
+            out[spec.key] = np.full((B, T, T), NAN)
+            for t, scores in cell.image_scores.items():
+                if t < T:
+                    row = _image_row(spec, cell, scores, counts, cell.task <= t)
+                    out[spec.key][:, t, : t + 1] = row[:, : t + 1]
     last = max(cell.image_scores, default=None)
     if pixel and cell.maps_path is not None and last is not None:
-        out.update(_pixel_replicates(cell, counts, last, levels, fpr_limit))
+        out.update(_pixel_replicates(cell, counts, last, levels))
     return out
+
+
+def _image_replicates(spec: MetricSpec) -> Callable[..., np.ndarray]:
+    """The row's vectorised replicates, or its `compute` on every resampled set."""
+    if spec.replicates is not None:
+        return spec.replicates
+
+    def resampled(scores: np.ndarray, labels: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        values = np.full(weights.shape[0], NAN)
+        for b, w in enumerate(weights.astype(np.int64)):
+            y = np.repeat(labels, w)
+            if y.any() and not y.all():
+                values[b] = spec.compute(np.repeat(scores, w), y)
+        return values
+
+    return resampled
+
+
+def _image_row(spec: MetricSpec, cell: CellScores, scores: np.ndarray, counts: np.ndarray,
+               seen: np.ndarray) -> np.ndarray:
+    """(B, T) replicates of one image metric after one evaluation, over the seen classes."""
+    replicates = _image_replicates(spec)
+    B = counts.shape[0]
+    if spec.pooled:
+        row = np.full((B, cell.n_tasks), NAN)
+        for k in np.unique(cell.task[seen]):
+            idx = np.flatnonzero((cell.task == k) & np.isfinite(scores))
+            if idx.size:
+                row[:, k] = replicates(scores[idx], cell.labels[idx], counts[:, idx])
+        return row
+    per_class = {}
+    for c in dict.fromkeys(cell.classes[seen]):
+        idx = np.flatnonzero((cell.classes == c) & np.isfinite(scores))
+        if idx.size:
+            per_class[c] = replicates(scores[idx], cell.labels[idx], counts[:, idx])
+    return _task_row(per_class, cell, B)
 
 
 def _final_maps(cell: CellScores, last: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -224,26 +255,45 @@ def _final_maps(cell: CellScores, last: int) -> tuple[np.ndarray, np.ndarray] | 
         return None
 
 
-def _pixel_replicates(cell: CellScores, counts: np.ndarray, last: int, levels: int,
-                      fpr_limit: float) -> dict[str, np.ndarray]:
-    """Pixel AUROC and AUPRO replicates of the final evaluation (row `last`)."""
+def _pixel_fallback(spec: MetricSpec, maps: np.ndarray, masks: np.ndarray,
+                    weights: np.ndarray) -> np.ndarray:
+    """`compute` of a pixel metric without vectorised replicates, on each resampled set."""
+    values = np.full(weights.shape[0], NAN)
+    for b, w in enumerate(weights.astype(np.int64)):
+        rows = np.repeat(np.arange(len(maps)), w)
+        data = PixelData(maps[rows], masks[rows])
+        if data.defined:
+            values[b] = spec.compute(data)
+    return values
+
+
+def _pixel_replicates(cell: CellScores, counts: np.ndarray, last: int,
+                      levels: int) -> dict[str, np.ndarray]:
+    """Replicates of every summarised pixel metric, final evaluation (row `last`) only."""
     loaded = _final_maps(cell, last)
-    if loaded is None:
+    specs = [m for m in metric_table() if m.summarised and m.level == "pixel"]
+    if loaded is None or not specs:
         return {}
     maps, masks = loaded
     B, T = counts.shape[0], cell.n_tasks
     include = ~cell.labels | cell.has_mask
-    auroc, aupro = {}, {}
+    per_class: dict[str, dict[str, np.ndarray]] = {m.key: {} for m in specs}
     for c in dict.fromkeys(cell.classes):
         idx = np.flatnonzero(cell.classes == c)
         h = pixel_histograms(maps[idx], masks[idx], include[idx], levels)
         normal = counts[:, idx] @ h.normal
-        auroc[c] = pixel_auroc_replicates(h, counts[:, idx], normal)
-        aupro[c] = aupro_replicates(h, counts[:, idx], fpr_limit, normal)
+        for spec in specs:
+            if spec.replicates is not None:
+                values = spec.replicates(h, counts[:, idx], normal)
+            else:
+                kept = idx[include[idx]]
+                values = _pixel_fallback(spec, maps[kept], masks[kept].astype(bool),
+                                         counts[:, kept])
+            per_class[spec.key][c] = values
     out = {}
-    for name, per_class in (("pixel_auroc", auroc), ("pixel_aupro", aupro)):
-        out[name] = np.full((B, T, T), NAN)
-        out[name][:, last] = _task_row(per_class, cell, B)
+    for key, values in per_class.items():
+        out[key] = np.full((B, T, T), NAN)
+        out[key][:, last] = _task_row(values, cell, B)
     return out
 
 

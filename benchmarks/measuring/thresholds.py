@@ -28,6 +28,7 @@ from nfbench.benchmarks.measuring.metrics import f1_max
 from nfbench.models.base import FlowADModel
 from nfbench.models.capabilities import HasLatents, HasThresholdRules
 from nfbench.models.nfa import neg_log10_nfa_map
+from nfbench.models.registry import Registry
 
 
 def _scores(train_scores: np.ndarray) -> np.ndarray:
@@ -137,15 +138,12 @@ class NFARule(ThresholdRule):
         return np.concatenate(parts)
 
 
-THRESHOLD_RULES: dict[str, ThresholdRule] = {}
+THRESHOLD_RULES: Registry[ThresholdRule] = Registry("threshold rule")
 
 
 def register_rule(rule: ThresholdRule, *, overwrite: bool = False) -> ThresholdRule:
     """Make a rule part of every threshold report (refuses to replace one silently)."""
-    if rule.name in THRESHOLD_RULES and not overwrite:
-        raise KeyError(f"threshold rule {rule.name!r} already registered")
-    THRESHOLD_RULES[rule.name] = rule
-    return rule
+    return THRESHOLD_RULES.add(rule.name, rule, overwrite=overwrite)
 
 
 for _rule in (PercentileRule(), MeanStdRule(), OtsuRule(), NFARule()):

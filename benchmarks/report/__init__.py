@@ -10,7 +10,7 @@ across seeds and writes ``leaderboard.md``, ``csv/*.csv`` and ``plots/*.png`` un
 - ``markdown``: the leaderboard text; ``plots``: the figures (from frames, no file reading);
 - ``files``: per-sample scores, maps and images in, CSVs, figures and text out.
 
-Which metrics are summarised and how they are named comes from ``metrics.METRIC_TABLE``.
+Which metrics are summarised and how they are named comes from ``metrics.metric_table()``.
 Skipped cells (``status: skipped``) are listed as "not run", never as failures.
 """
 

@@ -2,7 +2,7 @@
 
 Pure pandas/numpy over ``CellRecord`` objects (and, for the bootstrap, the per-sample scores
 ``files.read_cell_scores`` loaded): no file is read or written here and nothing is formatted.
-Which metrics are summarised, and how they are named, comes from ``metrics.METRIC_TABLE`` at
+Which metrics are summarised, and how they are named, comes from ``metrics.metric_table()`` at
 call time, so a new summarised row reaches every frame without an edit here.
 
 Columns of the aggregate (one row per variant/scenario/strategy/task-aware group):
@@ -53,12 +53,12 @@ NAN = float("nan")
 
 def summarised() -> list[MetricSpec]:
     """The table's summarised rows (ACC/FM/BWT in every record), read at call time."""
-    return [spec for spec in metrics.METRIC_TABLE if spec.summarised]
+    return [spec for spec in metrics.metric_table() if spec.summarised]
 
 
 def pooled_base(spec: MetricSpec) -> str | None:
     """The per-class metric a pooled row pools (same level and function), or None."""
-    return next((s.key for s in metrics.METRIC_TABLE if not s.pooled and s.level == spec.level
+    return next((s.key for s in metrics.metric_table() if not s.pooled and s.level == spec.level
                  and s.compute is spec.compute), None)
 
 

@@ -19,14 +19,13 @@ import torch
 
 from nfbench.benchmarks.measuring.cost import weights_mb
 from nfbench.benchmarks.measuring.evaluate import (
-    R_METRICS,
     EvalSet,
     evaluation_row,
     per_class_metrics,
     score_all,
 )
 from nfbench.benchmarks.measuring.forgetting import summarize
-from nfbench.benchmarks.measuring.metrics import SUMMARISED
+from nfbench.benchmarks.measuring.metrics import metric_table, summarised_keys
 from nfbench.benchmarks.records.record import CellRecord, ErrorInfo, now
 from nfbench.benchmarks.records.results import environment, write_scores
 from nfbench.benchmarks.running.callbacks import Callback
@@ -64,7 +63,7 @@ class Evaluations:
     def __init__(self, test: EvalSet, num_tasks: int) -> None:
         self.test = test
         self.num_tasks = num_tasks
-        self.R = {m: np.full((num_tasks, num_tasks), np.nan) for m in R_METRICS}
+        self.R = {m.key: np.full((num_tasks, num_tasks), np.nan) for m in metric_table()}
         self.has_masks = bool((test.has_mask & (test.labels == 1)).any())
         self.rows: list[pd.DataFrame] = []
         self.arrays: dict[str, np.ndarray] = {"masks": test.masks}
@@ -144,8 +143,8 @@ def finish_cell(ctx: CellContext, evaluations: Evaluations) -> None:
     """Summaries, per-class figures of the final evaluation, scores on disk."""
     record = ctx.record
     record.dataset = {"name": ctx.env.dataset.name, "has_masks": evaluations.has_masks}
-    record.R = {m: evaluations.R[m] for m in R_METRICS}
-    record.summary = {m: summarize(evaluations.R[m]) for m in SUMMARISED}
+    record.R = dict(evaluations.R)
+    record.summary = {m: summarize(evaluations.R[m]) for m in summarised_keys()}
     record.cost.feature_time_s = ctx.env.cache.extraction_seconds
     record.cost.params_total = count_parameters(ctx.model)[0]
     if record.ok:

@@ -10,7 +10,8 @@ import pytest
 from nfbench.benchmarks.commands.cli import main
 from nfbench.benchmarks.commands.plan import placeholder_dataset, plan
 from nfbench.benchmarks.running.runner import run_grid
-from nfbench.datasets.sizes import MVTEC_AD, class_sizes
+from nfbench.datasets.catalog import class_sizes
+from nfbench.datasets.sizes import MVTEC_AD
 
 pytestmark = pytest.mark.slow
 

@@ -132,7 +132,7 @@ def test_nfa_scores_are_the_max_of_the_a_contrario_map():
 
 
 def test_a_registered_rule_joins_every_report(monkeypatch):
-    monkeypatch.setattr(th, "THRESHOLD_RULES", dict(THRESHOLD_RULES))  # keep the real one clean
+    monkeypatch.setattr(THRESHOLD_RULES, "_entries", dict(THRESHOLD_RULES._entries))  # kept clean
 
     class MaxRule(th.ThresholdRule):
         name = "train_max"
@@ -141,7 +141,7 @@ def test_a_registered_rule_joins_every_report(monkeypatch):
             return float(np.max(train_scores))
 
     register_rule(MaxRule())
-    with pytest.raises(KeyError):
+    with pytest.raises(ValueError, match="threshold rule 'train_max' registered twice"):
         register_rule(MaxRule())
     report = threshold_report(_tiny("fastflow", flow_steps=2), np.array([1.0, 3.0]),
                               np.array([2.0, 4.0]), np.array([0, 1]), _features(2))
