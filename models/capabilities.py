@@ -6,8 +6,8 @@ instead of calling a base-class method that raises for most models:
 
 - HasLatents: per-level latent maps. With `gaussian_latents = True` on the class, the latents
   are N(0, I) under the normal model, so the a-contrario (NFA) threshold rule applies
-  (benchmarks/thresholds.py); the t-SNE diagnostic uses them either way.
-- HasThresholdRules: threshold rules of the model's own (benchmarks/thresholds.py
+  (benchmarks/measuring/thresholds.py); the t-SNE diagnostic uses them either way.
+- HasThresholdRules: threshold rules of the model's own (benchmarks/measuring/thresholds.py
   `ThresholdRule` objects), reported next to the registered ones.
 - HasClassPosterior: the entropy of p(y|x) over seen classes (class-conditional models), for
   seed 001's entropy-change diagnostic.
@@ -41,5 +41,5 @@ class HasClassPosterior(Protocol):
 @runtime_checkable
 class HasThresholdRules(Protocol):
     def extra_threshold_rules(self) -> list:
-        """ThresholdRule objects (benchmarks/thresholds.py) that only this model has."""
+        """ThresholdRule objects (benchmarks/measuring/thresholds.py) that only this model has."""
         ...

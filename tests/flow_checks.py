@@ -6,6 +6,22 @@ from collections.abc import Callable
 
 import torch
 
+# Tiny settings of every model, for the tests that run all of them (batch independence,
+# dtype and device, reference entries): one source, so they never drift apart.
+TINY_CONFIGS: dict[str, dict] = {
+    "fastflow": {"flow_steps": 2},
+    "cflow": {"coupling_blocks": 2, "condition_vector": 8, "fiber_batch_size": 32},
+    "csflow": {"n_coupling_blocks": 2, "hidden_channels": 8},
+    "uflow": {"flow_steps": 2},
+    "hgad": {"coupling_blocks": 2, "pos_embed_dim": 8, "n_intra": 3, "train_positions": 8,
+             "blur_sigma": 1.0, "warmup_epochs": 1},
+    "ccnf": {"embed_dim": 4, "pos_dim": 8, "coupling_blocks": 2, "train_positions": 8,
+             "warmup_steps": 2},
+    "msflow": {"parallel_blocks": "1,2", "cond_channels": 8},
+    "patchcore": {},
+    "anomalib.csflow": {"cross_conv_hidden_channels": 16},  # its default 1024 is slow on CPU
+}
+
 
 def assert_invertible(forward: Callable, inverse: Callable, x: torch.Tensor, atol=1e-4) -> None:
     """inverse(forward(x)) == x."""

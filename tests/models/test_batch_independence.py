@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from flow_checks import TINY_CONFIGS
 
 from nfbench.models.backbone import FeatureInfo
 from nfbench.models.base import FlowADModel, TrainProgress
@@ -18,17 +19,6 @@ from nfbench.models.registry import available_models, create_model
 
 NATIVE_TINY = FeatureInfo(channels=(4, 8), strides=(4, 8), input_size=32)
 REFERENCE_TINY = FeatureInfo(channels=(8, 12, 16), strides=(4, 8, 16), input_size=64)
-SMALL: dict[str, dict] = {
-    "fastflow": {"flow_steps": 2},
-    "cflow": {"coupling_blocks": 2, "condition_vector": 8, "fiber_batch_size": 64},
-    "csflow": {"n_coupling_blocks": 2, "hidden_channels": 8},
-    "uflow": {"flow_steps": 2},
-    "hgad": {"coupling_blocks": 2, "pos_embed_dim": 8, "n_intra": 3, "train_positions": 8,
-             "blur_sigma": 1.0},
-    "ccnf": {"embed_dim": 4, "pos_dim": 8, "coupling_blocks": 2, "train_positions": 8},
-    "msflow": {"parallel_blocks": "1,2", "cond_channels": 8},
-    "anomalib.csflow": {"cross_conv_hidden_channels": 16},
-}
 NATIVE = sorted(m for m in available_models() if not m.startswith("anomalib."))
 REFERENCE = ("anomalib.cflow", "anomalib.fastflow", "anomalib.csflow", "anomalib.uflow",
              "anomalib.patchcore")
@@ -47,7 +37,7 @@ def _features(info: FeatureInfo, n: int, dtype: torch.dtype, anomalous: int = 0)
 def _fitted(name: str, info: FeatureInfo, dtype: torch.dtype) -> FlowADModel:
     """Two classes, a few Adam steps over param_groups, finish_task: as the harness does."""
     torch.manual_seed(0)
-    model = create_model(name, info, **SMALL.get(name, {})).to(dtype)
+    model = create_model(name, info, **TINY_CONFIGS.get(name, {})).to(dtype)
     model.start_task(0, [0, 1], "joint")
     train = _features(info, 8, dtype)
     ids = torch.tensor([0, 1] * 4)

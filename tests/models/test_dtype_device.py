@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from flow_checks import TINY_CONFIGS
 
 from nfbench.models.backbone import FeatureInfo
 from nfbench.models.base import FlowADModel, TrainProgress
@@ -20,20 +21,9 @@ from nfbench.models.registry import create_model
 
 # sizes 8 and 4: each level twice the next (U-Flow), deep enough for CS-Flow's 3-scale pyramid
 TINY = FeatureInfo(channels=(4, 8), strides=(4, 8), input_size=32)
-SMALL: dict[str, dict] = {
-    "fastflow": {"flow_steps": 2},
-    "cflow": {"coupling_blocks": 2, "condition_vector": 8, "fiber_batch_size": 32},
-    "csflow": {"n_coupling_blocks": 2, "hidden_channels": 8},
-    "uflow": {"flow_steps": 2},
-    "hgad": {"coupling_blocks": 2, "pos_embed_dim": 8, "n_intra": 3, "train_positions": 8,
-             "blur_sigma": 1.0, "warmup_epochs": 1},
-    "ccnf": {"embed_dim": 4, "pos_dim": 8, "coupling_blocks": 2, "train_positions": 8,
-             "warmup_steps": 2},
-    "msflow": {"parallel_blocks": "1,2", "cond_channels": 8},
-    "patchcore": {},
-}
 # (model, strategy): finetune for every model, plus the model's own mechanism where it has one
-CASES = [(m, "finetune") for m in SMALL] + [("hgad", "hgad"), ("ccnf", "ccnf"),
+NATIVE_MODELS = [m for m in TINY_CONFIGS if not m.startswith("anomalib.")]
+CASES = [(m, "finetune") for m in NATIVE_MODELS] + [("hgad", "hgad"), ("ccnf", "ccnf"),
                                          ("patchcore", "patchcore")]
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 DTYPE = torch.float64
@@ -115,7 +105,7 @@ def _check_outputs(model: FlowADModel, classes: list[int], device: str, where: s
 @pytest.mark.parametrize(("name", "strategy"), CASES)
 def test_task_sequence_keeps_dtype_and_device(name: str, strategy: str, device: str):
     torch.manual_seed(0)
-    model = create_model(name, TINY, **SMALL[name]).to(device=device, dtype=DTYPE)
+    model = create_model(name, TINY, **TINY_CONFIGS[name]).to(device=device, dtype=DTYPE)
     _assert_state(model, device, "after .to")
     step = _train_task(model, 0, [0], strategy, device, 0)
     _check_outputs(model, [0], device, "task 1")

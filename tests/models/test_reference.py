@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from flow_checks import TINY_CONFIGS
 
 from nfbench.models.backbone import FeatureInfo
 from nfbench.models.base import TrainProgress
@@ -16,7 +17,6 @@ from nfbench.models.uflow.loss import uflow_loss
 
 REFERENCE = ("anomalib.cflow", "anomalib.fastflow", "anomalib.csflow", "anomalib.uflow")
 TINY = FeatureInfo(channels=(8, 12, 16), strides=(4, 8, 16), input_size=64)
-SMALL = {"anomalib.csflow": {"cross_conv_hidden_channels": 32}}  # default 1024 is slow on CPU
 
 
 def test_import_does_not_load_anomalib():
@@ -37,7 +37,7 @@ def test_reference_builds_offline_trains_and_scores(name: str, monkeypatch: pyte
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", "/nonexistent-no-downloads")
     torch.manual_seed(0)
-    model = create_model(name, TINY, **SMALL.get(name, {}))
+    model = create_model(name, TINY, **TINY_CONFIGS.get(name, {}))
     feats = [torch.randn(2, c, s, s) for c, s in zip(TINY.channels, TINY.sizes, strict=True)]
     groups = model.param_groups()
     assert groups and all(p.requires_grad for g in groups for p in g["params"])
