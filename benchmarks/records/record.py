@@ -96,6 +96,9 @@ class CellRecord:
     is_flow: bool = True  # False for a non-flow baseline: the leaderboard's reference ceiling
     R: dict[str, list[list[float | None]]] = field(default_factory=dict)  # metric -> T x T
     summary: dict[str, dict[str, float | None]] = field(default_factory=dict)  # acc/fm/bwt
+    # classes whose image scores tie (measuring/ties.py): {after_task, task, class, share,
+    # value, images}; absent in older records, read as none
+    ties: list[dict] = field(default_factory=list)
     per_class: dict[str, dict[str, float | None]] | None = None  # final evaluation
     thresholds: dict[str, dict[str, float | None]] | None = None
     threshold_calibration: dict | None = None

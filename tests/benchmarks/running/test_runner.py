@@ -203,6 +203,21 @@ def test_a_dataset_without_masks_says_so_and_measures_no_pixel_metric(tiny_reque
     assert record.summary["pixel_aupro"]["acc"] is None
 
 
+def test_tied_image_scores_are_flagged_in_the_record(tiny_request, monkeypatch):
+    """A score that saturates (every image of a class on one value) is recorded as a tie of
+    each seen class, after each task; the unseen task is not flagged."""
+    original = FastFlow.score
+
+    def saturated(self, features, class_ids):
+        out = original(self, features, class_ids)
+        return type(out)(out.maps, torch.ones_like(out.image_scores))
+
+    monkeypatch.setattr(FastFlow, "score", saturated)
+    [record] = run_grid(tiny_request, show_progress=False)
+    seen = [(f["after_task"], f["class"], f["share"], f["value"]) for f in record.ties]
+    assert seen == [(0, "alpha", 1.0, 1.0), (1, "alpha", 1.0, 1.0), (1, "beta", 1.0, 1.0)]
+
+
 def test_maps_beyond_float16_are_stored_in_float32_measured_and_reported(tiny_request, tmp_path,
                                                                           monkeypatch):
     """Maps beyond float16's range (a CCNF on a random-init WideResNet, issue 14) are stored as
