@@ -58,6 +58,7 @@ class MSFlowConfig(ModelConfig):
     top_k: float = field(default=0.03, metadata={
         "help": "image score = mean of the top fraction of the detection map (official: 0.03)"})
     image_score: str = field(default="normalised", metadata={
+        "choices": IMAGE_SCORES,
         "help": "image score: normalised (paper: top-k of 1 - exp(S - max S), saturates at 1.0 "
                 "on classes the flow no longer models) | nll (top-k of -S, no per-image "
                 "exponent)"})
