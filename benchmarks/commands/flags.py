@@ -2,7 +2,8 @@
 `--<executor>.<field>` (also spelled `--<executor>-<field>`, e.g. `--slurm-mem`).
 
 Every field of a model's or a strategy's config is a flag, typed from the field and
-documented by its `help` metadata. They are accepted by `run`, `diagnose` and `tune` but kept
+documented by its `help` metadata; a `choices` metadata entry limits its values (a wrong one
+is a one-line usage error). They are accepted by `run`, `diagnose` and `tune` but kept
 out of `--help` (there are over a hundred); `nfbench list MODEL` shows a model's.
 """
 
@@ -73,7 +74,8 @@ def add_component_flags(parser: argparse.ArgumentParser) -> None:
     flags += [f for s in available_strategies() for f in strategy_flags(s)]
     for flag in flags:
         parser.add_argument(flag.name, dest=flag.dest, type=_flag_type(flag.field),
-                            default=None, help=argparse.SUPPRESS)
+                            choices=flag.field.metadata.get("choices"), default=None,
+                            help=argparse.SUPPRESS)
     for flag in (f for e in available_executors() for f in executor_flags(e)):
         dashed = flag.name.replace(".", "-", 1)  # --slurm-mem, as the flags were first spelled
         parser.add_argument(flag.name, dashed, dest=flag.dest, type=_flag_type(flag.field),

@@ -20,6 +20,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from nfbench.benchmarks.measuring.cost import (
+    LATENCY_BUDGET_S,
+    LATENCY_SAMPLES,
+    THROUGHPUT_ITERATIONS,
+    WARMUP,
+)
 from nfbench.benchmarks.measuring.evaluate import EvalSet, evaluation_row
 from nfbench.benchmarks.running.cell import resolve_device
 from nfbench.benchmarks.running.runner import RunRequest, backbone_groups, variant_name
@@ -37,9 +43,10 @@ from nfbench.models.base import FlowADModel
 from nfbench.models.registry import create_model, get_model_class
 
 SCORE_BATCH = 32
-# the cost measurement (cost.py): 35 batch-1 and 4 batch-32 timed inferences, then a memory
-# pass of 2 inferences at each batch size under the profiler (counted as 3 each)
-COST_INFERENCES = {1: 35 + 6, 32: 4 + 6}
+# the cost measurement (cost.py) besides the batch-1 timings: the batch-1 warm-up and the
+# batch-32 throughput runs, then a memory pass of 2 inferences at each batch size under the
+# profiler (counted as 3 each)
+COST_INFERENCES = {1: WARMUP + 6, 32: THROUGHPUT_ITERATIONS + 1 + 6}
 
 
 @dataclass
@@ -61,8 +68,10 @@ class UnitCosts:
         return base_s * (n / base_n) ** exponent
 
     def inference_cost(self) -> float:
-        """Latency and throughput timing plus the memory pass (see cost.py)."""
-        return sum(n * self.inference[batch] for batch, n in COST_INFERENCES.items())
+        """Latency and throughput timing plus the memory pass (see cost.py); the batch-1
+        timings stop at LATENCY_SAMPLES or LATENCY_BUDGET_S, whichever comes first."""
+        timings = min(LATENCY_SAMPLES * self.inference[1], LATENCY_BUDGET_S)
+        return timings + sum(n * self.inference[batch] for batch, n in COST_INFERENCES.items())
 
 
 def _timed(fn, repeats: int, device: torch.device) -> float:

@@ -4,9 +4,9 @@ A replicate is a row of per-image counts (how often each test image was drawn), 
 - image AUROC is the Mann-Whitney statistic on count-weighted tie groups (a row of ones gives
   exactly ``sklearn.metrics.roc_auc_score``);
 - pixel AUROC and AUPRO are computed from count-weighted sums of per-image histograms on
-  shared score bins: each class's float16 maps are cut into at most ``LEVELS`` quantile bins
-  (exact when a class has no more distinct values than that; otherwise pixels within a bin
-  count as tied).
+  shared score bins: each class's maps (float16, or float32 where beyond float16's range) are
+  cut into at most ``LEVELS`` quantile bins (exact when a class has no more distinct values
+  than that; otherwise pixels within a bin count as tied).
 """
 
 from __future__ import annotations
@@ -74,14 +74,16 @@ class PixelHistograms:
     regions: np.ndarray  # (n,) defect regions (8-connected) per image
 
 
-def _bins(codes_count: np.ndarray, levels: int) -> tuple[np.ndarray, int]:
-    """Lookup table float16 bit pattern -> bin (ascending score), and the number of bins.
+def _bins(codes_count: np.ndarray, code_values: np.ndarray, levels: int
+          ) -> tuple[np.ndarray, int]:
+    """Lookup table code -> bin (ascending score), and the number of bins, from the pixel count
+    and the value of every code.
 
     Every distinct value goes wholly into one bin (ties never straddle bins); with more
     distinct values than ``levels`` the bins are quantiles of the pixel mass.
     """
     present = np.flatnonzero(codes_count)
-    values = present.astype(np.uint16).view(np.float16).astype(np.float64)
+    values = code_values[present]
     if not np.all(np.isfinite(values)):
         raise ValueError("anomaly maps contain NaN or inf")
     uniq, inv = np.unique(values, return_inverse=True)  # +0.0 and -0.0 are one value
@@ -93,34 +95,50 @@ def _bins(codes_count: np.ndarray, levels: int) -> tuple[np.ndarray, int]:
         mid = np.cumsum(mass) - 0.5 * mass
         bin_of = np.minimum((mid / mass.sum() * levels).astype(np.int64), levels - 1)
         n_bins = levels
-    lut = np.zeros(1 << 16, dtype=np.int64)
+    lut = np.zeros(codes_count.size, dtype=np.int64)
     lut[present] = bin_of[inv]
     return lut, n_bins
 
 
+# the value of every float16 bit pattern (NaN patterns included: _bins refuses them)
+_FLOAT16_VALUES = np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float64)
+
+
+def _pixel_codes(maps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(an integer code per pixel (n, H, W), the value of every code as float64).
+
+    float16 maps (the usual storage) are coded by their bit pattern, with no sort; maps stored
+    as float32 because they exceed float16's range (evaluate.to_stored) by their rank among
+    the distinct values present, so no value is rounded, let alone to inf.
+    """
+    if maps.dtype == np.float16:
+        return maps.view(np.uint16), _FLOAT16_VALUES
+    values, codes = np.unique(maps, return_inverse=True)
+    return codes.reshape(maps.shape), values.astype(np.float64)
+
+
 def pixel_histograms(maps: np.ndarray, masks: np.ndarray, include: np.ndarray | None = None,
                      levels: int = LEVELS) -> PixelHistograms:
-    """Per-image histograms of float16 ``maps`` (n, H, W) against bool ``masks`` (n, H, W).
+    """Per-image histograms of ``maps`` (n, H, W; float16 or float32, as stored) against bool
+    ``masks`` (n, H, W).
 
     ``include`` (n,) drops images from pixel metrics (anomalous images without a mask) by
     leaving their rows at zero. Bins are shared by all images of the call (one class).
     """
     m = np.asarray(maps)
-    if m.dtype != np.float16:
-        m = m.astype(np.float16)
     g = np.asarray(masks).astype(bool)
     if m.ndim != 3 or m.shape != g.shape:
         raise ValueError(f"maps {m.shape} and masks {g.shape} must both be (n, H, W)")
     n = m.shape[0]
     inc = np.ones(n, dtype=bool) if include is None else np.asarray(include, dtype=bool)
-    codes = m.view(np.uint16)
-    count = np.zeros(1 << 16, dtype=np.float64)
+    codes, code_values = _pixel_codes(m)
+    count = np.zeros(code_values.size, dtype=np.float64)
     for i in np.flatnonzero(inc):
-        count += np.bincount(codes[i].ravel(), minlength=1 << 16)
+        count += np.bincount(codes[i].ravel(), minlength=code_values.size)
     if not count.any():
         z = np.zeros((n, 1))
         return PixelHistograms(z, z.copy(), z.copy(), np.zeros(n))
-    lut, L = _bins(count, levels)
+    lut, L = _bins(count, code_values, levels)
     normal, anomalous, pro = (np.zeros((n, L)) for _ in range(3))
     regions = np.zeros(n)
     for i in np.flatnonzero(inc):

@@ -13,7 +13,7 @@ Two sources of noise are reported apart, because they answer different questions
   image AUROC is the Mann-Whitney statistic on weighted tie groups, and the pixel metrics are
   count-weighted sums of per-image histograms.
 
-The pixel intervals (pixel AUROC, AUPRO) use *binned* scores: each class's float16 maps are
+The pixel intervals (pixel AUROC, AUPRO) use *binned* scores: each class's stored maps are
 cut into at most ``levels`` quantile bins (exact when a class has no more distinct values
 than that; otherwise pixels within a bin count as tied). The point estimates shown beside
 them stay the exact figures of ``measuring.metrics``; only the interval is binned.

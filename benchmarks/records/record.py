@@ -51,7 +51,10 @@ class Cost:
     params_trainable: list[int] = field(default_factory=list)  # per training phase
     state_mb: list[float] = field(default_factory=list)  # parameters + buffers after each phase
     latency_ms_p50: float | None = None
-    latency_ms_p95: float | None = None
+    latency_ms_q25: float | None = None  # quartiles of the batch-1 timings (IQR = q75 - q25)
+    latency_ms_q75: float | None = None
+    latency_ms_p95: float | None = None  # None when too few timings for a stable tail
+    latency_samples: int | None = None  # batch-1 timings taken (older records: 30, unnamed)
     throughput_img_s: float | None = None
     memory_mb_batch1: float | None = None
     memory_mb_batch32: float | None = None
@@ -64,7 +67,8 @@ class Cost:
     peak_memory_mb: float | None = None  # schema 1 only: the process's peak RSS
 
     INFERENCE_KEYS = (
-        "latency_ms_p50", "latency_ms_p95", "throughput_img_s", "memory_mb_batch1",
+        "latency_ms_p50", "latency_ms_q25", "latency_ms_q75", "latency_ms_p95",
+        "latency_samples", "throughput_img_s", "memory_mb_batch1",
         "memory_mb_batch32", "memory_kind", "cuda_peak_mb_batch1", "cuda_peak_mb_batch32",
     )
 
@@ -96,6 +100,9 @@ class CellRecord:
     is_flow: bool = True  # False for a non-flow baseline: the leaderboard's reference ceiling
     R: dict[str, list[list[float | None]]] = field(default_factory=dict)  # metric -> T x T
     summary: dict[str, dict[str, float | None]] = field(default_factory=dict)  # acc/fm/bwt
+    # classes whose image scores tie (measuring/ties.py): {after_task, task, class, share,
+    # value, images}; absent in older records, read as none
+    ties: list[dict] = field(default_factory=list)
     per_class: dict[str, dict[str, float | None]] | None = None  # final evaluation
     thresholds: dict[str, dict[str, float | None]] | None = None
     threshold_calibration: dict | None = None

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 
 from nfbench.benchmarks.records.record import CellRecord, load_records
-from nfbench.benchmarks.report import data, files, intervals, markdown, plots
+from nfbench.benchmarks.report import data, files, intervals, markdown, plots, ties
 
 __all__ = ["write_report"]
 
@@ -47,9 +47,10 @@ def _scenario_plots(recs: list[CellRecord], sub: pd.DataFrame, results_dir: Path
     mats = data.mean_r(recs)
     mats = {lab: mats[lab] for lab in sub["label"] if lab in mats}
     names = ["+".join(t) for t in data.task_names(recs)]
+    tied = ties.tie_masks(ties.tied_entries(recs), len(names))
     figures = {
         ("R-matrix heatmaps (image AUROC)", "r_matrix_image_auroc"):
-            lambda: plots.r_heatmaps(mats, names),
+            lambda: plots.r_heatmaps(mats, names, tied=tied),
         ("ACC vs latency (Pareto front)", "acc_vs_latency"): lambda: plots.acc_vs_latency(sub),
         ("Forgetting (FM)", "forgetting"): lambda: plots.forgetting_bars(sub),
         ("Per-task curves", "per_task"):
@@ -98,10 +99,14 @@ def write_report(results_dir: Path, out_dir: Path) -> Path:
     files.write_csv(data.r_matrices_frame(records), out_dir / "csv" / "r_matrices.csv")
     if not agg.empty:
         files.write_csv(agg, out_dir / "csv" / "leaderboard.csv")
+    tied = ties.tied_entries(records)
+    files.write_csv(tied, out_dir / "csv" / "ties.csv")
     scenarios = list(dict.fromkeys(agg["scenario"])) if not agg.empty else []
     sections = []
     for sc in scenarios:
         sub = agg[agg["scenario"] == sc].reset_index(drop=True)
+        tied_sc = tied[tied["scenario"] == sc]
+        sub["tied"] = sub["label"].isin(tied_sc["label"])
         recs = [r for r in records if r.scenario == sc]
         notes += _scenario_notes(sc, sub, recs, reps)
         suffix = "" if len(scenarios) == 1 else f"_{files.slug(sc)}"
@@ -109,7 +114,8 @@ def write_report(results_dir: Path, out_dir: Path) -> Path:
         notes += [f"`{sc}`: {n}" for n in plot_notes]
         links = {title: p.relative_to(out_dir).as_posix() for title, p in made.items()}
         pc_sc = pc[pc["scenario"] == sc] if len(pc) else pc
-        sections.append(markdown.scenario_section(sc, sub, data.task_names(recs), pc_sc, links))
+        sections.append(markdown.scenario_section(sc, sub, data.task_names(recs), pc_sc, links,
+                                                  ties.tie_note(tied_sc)))
     text = markdown.leaderboard(markdown.header(results_dir, records, cells, agg), sections,
                                 markdown.footer(cells, notes))
     return files.write_text(text, out_dir / "leaderboard.md")

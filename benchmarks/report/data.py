@@ -36,8 +36,9 @@ __all__ = [
 GROUP_KEYS = ["variant", "scenario", "strategy", "task_aware"]
 PRIMARY = "image_auroc"  # the metric rows are ranked and tested by (its ACC)
 STATS = ("acc", "fm", "bwt")
-COST_KEYS = ("latency_ms_p50", "latency_ms_p95", "throughput_img_s", "memory_mb_batch1",
-             "memory_mb_batch32", "peak_memory_mb", "feature_time_s", "params_total")
+COST_KEYS = ("latency_ms_p50", "latency_ms_q25", "latency_ms_q75", "latency_ms_p95",
+             "latency_samples", "throughput_img_s", "memory_mb_batch1", "memory_mb_batch32",
+             "peak_memory_mb", "feature_time_s", "params_total")
 TEXT_COLS = ["cell_id", "status", "model", "label", "seed", "backbone", "device", "torch",
              "memory_kind", "memory_note", "error_type", "error_message", "error_task",
              "error_step", "created", "skip_reason", "dataset_name", "has_masks",

@@ -21,6 +21,7 @@ from nfbench.benchmarks.measuring import statistics as st
 from nfbench.benchmarks.measuring.metrics import MetricSpec, metric_spec
 from nfbench.benchmarks.records.record import CellRecord
 from nfbench.benchmarks.report import data
+from nfbench.benchmarks.report.ties import TIED
 
 __all__ = ["fmt_ci", "fmt_count", "fmt_p", "fmt_pm", "fmt_vs_best", "leaderboard",
            "main_table", "scenario_section", "table"]
@@ -194,6 +195,7 @@ def _cost_columns(agg: pd.DataFrame) -> list[Column]:
 
 def _identity_columns() -> list[Column]:
     return [("variant", lambda r: str(r["variant"]) + (" ‡" if r["batch_dependent"] else "")
+             + (f" {TIED}" if r.get("tied", False) else "")
              + ("" if r.get("is_flow", True) else " (reference ceiling)")),
             ("strategy", lambda r: r["strategy"] + (" [task-aware]" if r["task_aware"] else "")),
             ("seeds", lambda r: f"{r['seeds']}"
@@ -388,9 +390,10 @@ def header(results_dir: Path, records: Sequence[CellRecord], cells: pd.DataFrame
 
 
 def scenario_section(scenario: str, sub: pd.DataFrame, tasks: list[list[str]],
-                     pc: pd.DataFrame, plots: dict[str, str]) -> list[str]:
-    """One scenario: its tasks, leaderboard, per-class and threshold tables, plot links
-    ({title: path relative to the leaderboard})."""
+                     pc: pd.DataFrame, plots: dict[str, str],
+                     tie_note: str | None = None) -> list[str]:
+    """One scenario: its tasks, leaderboard (with the note on its tied entries), per-class and
+    threshold tables, plot links ({title: path relative to the leaderboard})."""
     lines = [f"## Scenario `{scenario}`", "",
              f"T = {len(tasks)} tasks: " + " → ".join(", ".join(t) for t in tasks) + ".", ""]
     no_masks = sorted({str(d) for d, n in zip(sub["dataset_name"], sub["no_masks"], strict=True)
@@ -399,6 +402,7 @@ def scenario_section(scenario: str, sub: pd.DataFrame, tasks: list[list[str]],
         lines += [f"Dataset {', '.join(f'`{d}`' for d in no_masks)} has no ground-truth masks, "
                   "so pixel metrics were not measured (pixel columns: n/a (no masks)).", ""]
     lines += [main_table(sub), ""]
+    lines += [tie_note, ""] if tie_note else []
     classes = [c for t in tasks for c in t]
     if tables := per_class_tables(pc, sub, classes):
         lines += ["### Per class", "", *[t + "\n" for t in tables]]

@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.patches import Rectangle  # noqa: E402
 
 from nfbench.benchmarks.measuring.metrics import metric_spec  # noqa: E402
 from nfbench.benchmarks.measuring.statistics import seed_interval  # noqa: E402
@@ -76,9 +77,18 @@ def _heatmap(ax: Axes, m: np.ndarray, vmin: float, cmap: object) -> object:
     return im
 
 
+def _hatch(ax: Axes, tied: np.ndarray) -> None:
+    """Hatch the entries (t, k) with a tied class (report/ties.py)."""
+    for t, k in zip(*np.nonzero(np.tril(tied)), strict=True):
+        ax.add_patch(Rectangle((k - 0.5, t - 0.5), 1, 1, fill=False, hatch="///",
+                               edgecolor="red", linewidth=0))
+
+
 def r_heatmaps(mats: dict[str, np.ndarray], task_names: list[str],
-               metric: str = data.PRIMARY) -> Figure | None:
-    """One heatmap per group of R[t, k] (points); tasks not yet seen (t < k) greyed out."""
+               metric: str = data.PRIMARY,
+               tied: dict[str, np.ndarray] | None = None) -> Figure | None:
+    """One heatmap per group of R[t, k] (points); tasks not yet seen (t < k) greyed out;
+    entries with a tied class (``tied``: per label, (T, T) bool) hatched."""
     mats = {k: v for k, v in mats.items() if np.isfinite(v).any()}
     if not mats:
         return None
@@ -94,13 +104,16 @@ def r_heatmaps(mats: dict[str, np.ndarray], task_names: list[str],
     cmap = plt.get_cmap("viridis").with_extremes(bad="#e6e6e6")
     for ax, (lab, m) in zip(axes.flat, mats.items(), strict=False):
         im = _heatmap(ax, m, vmin, cmap)
+        if tied and lab in tied:
+            _hatch(ax, tied[lab])
         _task_ticks(ax, m.shape[0], task_names)
         ax.set_title(lab, fontsize=10)
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label=f"{_label(metric)} (points)")
-    fig.suptitle(f"R matrix, {_label(metric)} (mean over seeds; grey = not evaluated/unseen)",
-                 fontsize=11)
+    hatched = "\nred hatching: a class with tied image scores (see the leaderboard)" if tied else ""
+    fig.suptitle(f"R matrix, {_label(metric)} (mean over seeds; grey = not evaluated/unseen)"
+                 f"{hatched}", fontsize=11)
     return fig
 
 

@@ -26,6 +26,7 @@ from nfbench.benchmarks.measuring.evaluate import (
 )
 from nfbench.benchmarks.measuring.forgetting import summarize
 from nfbench.benchmarks.measuring.metrics import metric_table, summarised_keys
+from nfbench.benchmarks.measuring.ties import tied_classes
 from nfbench.benchmarks.records.record import CellRecord, ErrorInfo, now
 from nfbench.benchmarks.records.results import environment, write_scores
 from nfbench.benchmarks.running.callbacks import Callback
@@ -58,7 +59,7 @@ def build_test_set(dataset: Dataset, scenario: Scenario, size: int) -> EvalSet:
 
 
 class Evaluations:
-    """R matrices, per-sample score rows and maps of every evaluation of one cell."""
+    """R matrices, per-sample score rows, maps and tie flags of every evaluation of a cell."""
 
     def __init__(self, test: EvalSet, num_tasks: int) -> None:
         self.test = test
@@ -67,6 +68,8 @@ class Evaluations:
         self.has_masks = bool((test.has_mask & (test.labels == 1)).any())
         self.rows: list[pd.DataFrame] = []
         self.arrays: dict[str, np.ndarray] = {"masks": test.masks}
+        self.class_names = np.array([s.class_name for s in test.samples])
+        self.ties: list[dict] = []
 
     def add(self, row: int, maps: np.ndarray, scores: np.ndarray) -> None:
         """Fill R[row, k] for every task k from one evaluation (pixel metrics on seen tasks
@@ -77,9 +80,9 @@ class Evaluations:
         for k, values in enumerate(figures):
             for metric, value in values.items():
                 self.R[metric][row, k] = value
+        self.ties += tied_classes(scores, self.class_names, test.task_of, row)
         self.rows.append(pd.DataFrame({
-            "after_task": row, "task": test.task_of,
-            "class_name": [s.class_name for s in test.samples],
+            "after_task": row, "task": test.task_of, "class_name": self.class_names,
             "path": [str(s.path) for s in test.samples], "label": test.labels,
             "has_mask": test.has_mask, "image_score": scores, "row": np.arange(len(scores)),
         }))
@@ -145,6 +148,7 @@ def finish_cell(ctx: CellContext, evaluations: Evaluations) -> None:
     record.dataset = {"name": ctx.env.dataset.name, "has_masks": evaluations.has_masks}
     record.R = dict(evaluations.R)
     record.summary = {m: summarize(evaluations.R[m]) for m in summarised_keys()}
+    record.ties = evaluations.ties
     record.cost.feature_time_s = ctx.env.cache.extraction_seconds
     record.cost.params_total = count_parameters(ctx.model)[0]
     if record.ok:

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from nfbench.models.backbone import FeatureInfo
 from nfbench.models.base import AnomalyOutput, FlowADModel, LossTerms, ModelConfig, TrainProgress
-from nfbench.models.msflow.anomaly_map import msflow_scores
+from nfbench.models.msflow.anomaly_map import IMAGE_SCORES, msflow_scores
 from nfbench.models.msflow.flows import MultiScaleFlow
 from nfbench.models.msflow.loss import msflow_loss, n_dims
 from nfbench.models.registry import register_model
@@ -57,6 +57,16 @@ class MSFlowConfig(ModelConfig):
                 "aggregation)"})
     top_k: float = field(default=0.03, metadata={
         "help": "image score = mean of the top fraction of the detection map (official: 0.03)"})
+    image_score: str = field(default="normalised", metadata={
+        "choices": IMAGE_SCORES,
+        "help": "image score: normalised (paper: top-k of 1 - exp(S - max S), saturates at 1.0 "
+                "on classes the flow no longer models) | nll (top-k of -S, no per-image "
+                "exponent)"})
+
+    def __post_init__(self) -> None:
+        if self.image_score not in IMAGE_SCORES:
+            raise ValueError(f"unknown MSFlow image score {self.image_score!r} "
+                             f"({'|'.join(IMAGE_SCORES)})")
 
 
 def parse_blocks(text: str, n_scales: int) -> list[int]:
@@ -120,7 +130,8 @@ class MSFlow(FlowADModel):
     def score(self, features: list[torch.Tensor], class_ids: torch.Tensor | None) -> AnomalyOutput:
         latents, _ = self.encode(features)
         maps, image_scores = msflow_scores(
-            latents, self.features.input_size, self.config.map_mode, self.config.top_k)
+            latents, self.features.input_size, self.config.map_mode, self.config.top_k,
+            self.config.image_score)
         return AnomalyOutput(maps=maps, image_scores=image_scores)
 
     def diagnostic_groups(self) -> dict[str, list[torch.Tensor]]:

@@ -12,6 +12,8 @@ from nfbench.models.msflow.anomaly_map import (
     detection_map,
     localisation_map,
     log_prob_maps,
+    msflow_scores,
+    summed_log_prob,
     top_k_image_score,
 )
 from nfbench.models.msflow.flows import MultiScaleFlow
@@ -119,7 +121,7 @@ def test_aggregation_rules():
     zs[0][1, :, 2, 2] += 5.0  # one unlikely region in image 1, on both scales
     zs[1][1, :, 1, 1] += 5.0
     log_probs = log_prob_maps(zs)
-    loc, det = localisation_map(log_probs, 16), detection_map(log_probs, 16)
+    loc, det = localisation_map(log_probs, 16), detection_map(summed_log_prob(log_probs, 16))
     for m, top in ((loc, 2.0), (det, 1.0)):
         flat = m.flatten(1)
         assert torch.allclose(flat.amin(1), torch.zeros(3), atol=1e-6)
@@ -129,6 +131,23 @@ def test_aggregation_rules():
     for m in (loc, det):  # (2, 2) of 8 and (1, 1) of 4 lie at 4.3 and 5 of 16
         row, col = divmod(int(m[1].argmax()), 16)
         assert 3 <= row <= 5 and 3 <= col <= 5, (row, col)
+
+
+def test_normalised_score_saturates_where_nll_keeps_the_ranking():
+    """Latents far from N(0, I) (a class the flow no longer models) make S span hundreds of
+    nats in one image: the paper's score is 1.0 for every image, ties that hide which image
+    is the less likely; the nll score (top-k of -S) keeps that ranking."""
+    torch.manual_seed(0)
+    zs = [torch.randn(4, 4, 8, 8) * 30, torch.randn(4, 6, 4, 4) * 30]
+    for i in range(4):
+        zs[0][i] *= 1 + i  # image i is less likely the larger i
+    _, paper = msflow_scores(zs, 16)
+    _, nll = msflow_scores(zs, 16, image_score="nll")
+    assert torch.equal(paper, torch.ones(4))
+    assert (nll.diff() > 0).all()
+    assert torch.allclose(nll, top_k_image_score(-summed_log_prob(log_prob_maps(zs), 16), 0.03))
+    with pytest.raises(ValueError, match="image score"):
+        create_model("msflow", TINY, image_score="exp")
 
 
 def test_parse_blocks():

@@ -28,6 +28,7 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
           "/nonexistent/mvtec"], "/nonexistent/mvtec"),
         (["run", "--model", "fastflow", "--strategy", "sideways"], "strategy 'sideways'"),
         (["run", "--model", "fastflow", "--fastflow.flow-steps", "many"], "invalid int"),
+        (["run", "--model", "msflow", "--msflow.image-score", "exp"], "invalid choice: 'exp'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, needle):

@@ -93,3 +93,20 @@ def test_pixel_histograms_exclude_images_without_mask() -> None:
     keep = [0, 1, 3]
     exact = pixel_metrics(maps[keep].astype(np.float32), masks[keep])
     assert rm.pixel_auroc_replicates(h, np.ones((1, 4)))[0] == pytest.approx(exact["pixel_auroc"])
+
+
+def test_pixel_histograms_of_float32_maps_beyond_float16() -> None:
+    """Maps stored as float32 because they exceed float16's range (evaluate.to_stored) are
+    binned on their own values, never cast back to float16 (which made them inf): the figures
+    equal metrics.py's exact ones, and NaN/inf is still refused."""
+    maps, masks = _maps_masks(levels=8)
+    big = maps.astype(np.float32) * 1e5 - 2e5  # up to ~1.6e5, beyond float16's 65504
+    assert np.abs(big).max() > np.finfo(np.float16).max
+    h = rm.pixel_histograms(big, masks)
+    exact = pixel_metrics(big, masks)
+    ones = np.ones((1, 4))
+    assert rm.pixel_auroc_replicates(h, ones)[0] == pytest.approx(exact["pixel_auroc"], abs=1e-12)
+    assert rm.aupro_replicates(h, ones)[0] == pytest.approx(exact["pixel_aupro"], abs=1e-12)
+    big[0, 0, 0] = np.inf
+    with pytest.raises(ValueError, match="NaN or inf"):
+        rm.pixel_histograms(big, masks)

@@ -43,6 +43,15 @@ def test_round_trip_keeps_every_field_and_turns_nan_into_null(tmp_path):
     assert back.label == "fastflow / finetune"
 
 
+def test_tie_flags_round_trip_and_records_before_them_read_as_untied(tmp_path):
+    flag = {"after_task": 1, "task": 0, "class": "brick", "share": 1.0, "value": 1.0,
+            "images": 30}
+    write_record(tmp_path / "c1.json", _record(ties=[flag]))
+    assert read_record(tmp_path / "c1.json").ties == [flag]
+    older = {k: v for k, v in _record().to_json().items() if k != "ties"}
+    assert CellRecord.from_json(older).ties == []
+
+
 def test_failed_and_skipped_records_are_the_same_type(tmp_path):
     failed = CellRecord.failed("c2", ErrorInfo("Diverged", "loss is nan", task=1, step=3),
                                model="m", variant="m", scenario="s", strategy="finetune", seed=0)

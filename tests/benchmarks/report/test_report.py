@@ -29,6 +29,7 @@ from nfbench.benchmarks.records.record import (
 )
 from nfbench.benchmarks.report import data, files, plots, write_report
 from nfbench.benchmarks.report.markdown import fmt_ci, fmt_pm
+from nfbench.benchmarks.report.ties import TIED, tie_masks, tied_entries
 
 CLASSES = ["brick", "grass"]
 HW = 16
@@ -473,6 +474,16 @@ def test_r_heatmaps_integer_tasks_and_unseen_entries(close_figures: None) -> Non
     assert [t.get_text() for t in many.axes[0].get_xticklabels()] == [str(i) for i in range(1, 10)]
 
 
+def test_r_heatmaps_hatch_tied_entries(close_figures: None) -> None:
+    m = np.array([[90.0, np.nan], [50.0, 85.0]])
+    tied = {"A / finetune": np.array([[False, False], [True, False]])}
+    fig = plots.r_heatmaps({"A / finetune": m, "B / joint": m}, ["brick", "grass"], tied=tied)
+    hatched = [[(p.get_x(), p.get_y()) for p in ax.patches if p.get_hatch()]
+               for ax in fig.axes[:2]]
+    assert hatched == [[(-0.5, 0.5)], []]  # R[1, 0] of A only
+    assert "tied" in fig._suptitle.get_text()
+
+
 def test_per_task_curves_seed_intervals(close_figures: None) -> None:
     nan = float("nan")
     seeds = [np.array([[90.0, nan], [80.0, 70.0]]), np.array([[88.0, nan], [84.0, 76.0]]),
@@ -555,3 +566,22 @@ def test_p_values_are_never_rounded_to_zero():
 
     assert [fmt_p(p) for p in (0.0004, 0.003, 0.0312, 0.5)] == [
         "p<0.001", "p=0.003", "p=0.03", "p=0.50"]
+
+
+def test_tied_entries_are_marked_listed_and_written(results: Path, tmp_path: Path) -> None:
+    """A record's tie flags give its row the mark, a note naming class, tasks, share and
+    value, and csv/ties.csv; rows without flags get no mark."""
+    flag = {"after_task": 1, "task": 0, "class": "alpha", "share": 1.0, "value": 1.0,
+            "images": 4}
+    _edit(results, "fastflow__synthetic-2x1__finetune__s1", ties=[flag])
+    out = tmp_path / "r"
+    md = write_report(results, out).read_text()
+    assert _row(md, f"fastflow {TIED}", "finetune")
+    assert _row(md, "ccnf", "joint")  # untied: no mark
+    assert (f"{TIED} Tied image scores: more than 20% of a class's test images share one image "
+            "score") in md
+    assert "fastflow / finetune: alpha (after task 2, up to 100% on 1, 1 seed(s))." in md
+    written = pd.read_csv(out / "csv" / "ties.csv")
+    assert written[["label", "seed", "class", "share"]].values.tolist() == [
+        ["fastflow / finetune", 1, "alpha", 1.0]]
+    assert tie_masks(tied_entries([]), 2) == {}

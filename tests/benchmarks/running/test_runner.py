@@ -14,6 +14,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 
 from nfbench.benchmarks.measuring.forgetting import summarize
+from nfbench.benchmarks.report import write_report
 from nfbench.benchmarks.running import cell, protocol
 from nfbench.benchmarks.running.runner import run_grid
 from nfbench.datasets.base import DatasetError
@@ -202,8 +203,26 @@ def test_a_dataset_without_masks_says_so_and_measures_no_pixel_metric(tiny_reque
     assert record.summary["pixel_aupro"]["acc"] is None
 
 
-def test_maps_beyond_float16_are_stored_in_float32_and_measured_exactly(tiny_request,
-                                                                        monkeypatch):
+def test_tied_image_scores_are_flagged_in_the_record(tiny_request, monkeypatch):
+    """A score that saturates (every image of a class on one value) is recorded as a tie of
+    each seen class, after each task; the unseen task is not flagged."""
+    original = FastFlow.score
+
+    def saturated(self, features, class_ids):
+        out = original(self, features, class_ids)
+        return type(out)(out.maps, torch.ones_like(out.image_scores))
+
+    monkeypatch.setattr(FastFlow, "score", saturated)
+    [record] = run_grid(tiny_request, show_progress=False)
+    seen = [(f["after_task"], f["class"], f["share"], f["value"]) for f in record.ties]
+    assert seen == [(0, "alpha", 1.0, 1.0), (1, "alpha", 1.0, 1.0), (1, "beta", 1.0, 1.0)]
+
+
+def test_maps_beyond_float16_are_stored_in_float32_measured_and_reported(tiny_request, tmp_path,
+                                                                          monkeypatch):
+    """Maps beyond float16's range (a CCNF on a random-init WideResNet, issue 14) are stored as
+    float32, measured exactly, and the report (pixel bootstrap, anomaly-map figure) reads them
+    as they are: once it cast them back to float16, i.e. inf, and stopped with a traceback."""
     original = FastFlow.score
 
     def large(self, features, class_ids):
@@ -220,3 +239,10 @@ def test_maps_beyond_float16_are_stored_in_float32_and_measured_exactly(tiny_req
     rows = scores[(scores.after_task == 1) & (scores.task == 1)]["row"].to_numpy()
     pixel = roc_auc_score(npz["masks"][rows].ravel(), maps[rows].ravel())
     assert record.R["pixel_auroc"][1][1] == pytest.approx(pixel, abs=1e-9)
+    out = tmp_path / "report"
+    lines = write_report(tiny_request.results_dir, out).read_text().splitlines()
+    header = [c.strip() for c in next(x for x in lines if "pix AUROC ACC" in x).split("|")]
+    row = next(x for x in lines if x.startswith("| fastflow")).split("|")
+    pixel_acc = row[header.index("pix AUROC ACC")]
+    assert "[" in pixel_acc, pixel_acc  # its bootstrap interval, from the float32 maps
+    assert (out / "plots" / "anomaly_maps.png").is_file()
