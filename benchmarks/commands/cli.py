@@ -22,6 +22,7 @@ from nfbench.benchmarks.commands.flags import add_component_flags, model_flags, 
 from nfbench.benchmarks.commands.grids import GridError, load_grid, presets
 from nfbench.benchmarks.commands.status import add_status_arguments, main_status
 from nfbench.benchmarks.commands.tune import TuneError, add_tune_arguments, main_tune
+from nfbench.benchmarks.running.calibration import check_fraction
 from nfbench.benchmarks.running.runner import DeviceError, RunRequest, run_grid
 from nfbench.benchmarks.running.slurm_executor import ExecutorError, add_slurm_arguments
 from nfbench.benchmarks.running.strategies import StrategyError
@@ -44,6 +45,18 @@ class OneLineParser(argparse.ArgumentParser):
 def fail(message: str) -> NoReturn:
     print(f"nfbench: error: {message}", file=sys.stderr)
     raise SystemExit(2)
+
+
+def calibration_fraction(text: str) -> float:
+    """--calibration-split's value: a float in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from err
+    try:
+        return check_fraction(value)
+    except DatasetError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
@@ -70,6 +83,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="cells in N parallel processes (default 1)")
     parser.add_argument("--eval-batch-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--autocast", choices=("none", "bf16"), help=argparse.SUPPRESS)
+    parser.add_argument("--calibration-split", type=calibration_fraction,
+                        help="fraction of each class's normal training images held out (never "
+                             "trained on) to calibrate the automatic thresholds (default 0.1; "
+                             "0: calibrate on the training images)")
     add_slurm_arguments(parser)
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when any cell failed (CI, make gpu-check)")

@@ -27,6 +27,7 @@ from nfbench.benchmarks.records.record import (
     write_record,
 )
 from nfbench.benchmarks.records.results import cell_id
+from nfbench.benchmarks.running.calibration import DEFAULT_CALIBRATION_SPLIT
 from nfbench.benchmarks.running.callbacks import Callback, CellEnv
 from nfbench.benchmarks.running.executors import remember_cost, run_local, run_workers
 from nfbench.benchmarks.running.protocol import CellSpec, run_cell
@@ -69,6 +70,7 @@ class RunRequest:
     workers: int = 1  # cells in parallel processes (several per GPU allowed)
     eval_batch_size: int = 32  # images per scoring call; scores never depend on it
     autocast: str = "none"  # "bf16": score under bfloat16 autocast (GPU speed; opt-in)
+    calibration_split: float = DEFAULT_CALIBRATION_SPLIT  # training normals kept for thresholds
     executor: str = "local"  # local (this machine) or slurm (a job array; slurm_executor.py)
     slurm_partition: str | None = None
     slurm_gpus: int | None = None  # GPUs per task (None: 1 with a cuda device, else 0)
@@ -176,10 +178,13 @@ def plan_cells(request: RunRequest, env: CellEnv) -> list[PlannedCell]:
                 "strategy": dataclasses.asdict(
                     build_config(strategy_class.name, **strategy_overrides)),
             }
+            if request.calibration_split:  # split 0 is the old behaviour: the old cell ids
+                settings["calibration_split"] = request.calibration_split
             for seed in request.seeds:
                 spec = CellSpec(model, overrides, variant_name(model, overrides),
                                 strategy_class.name, seed, strategy_overrides,
-                                request.task_aware, request.measure_cost)
+                                request.task_aware, request.measure_cost,
+                                request.calibration_split)
                 cid = cell_id(spec.variant, env.scenario.name, label, seed, settings)
                 cells.append(PlannedCell(spec, cid, label, skip))
     return cells
