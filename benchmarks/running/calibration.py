@@ -53,7 +53,7 @@ class CalibrationSplit:
         """Where the thresholds come from, in words, for records and reports."""
         if not self.fraction:
             return f"{holds} (no calibration split: the images the model was fitted on)"
-        return f"{self.fraction:.0%} calibration split held out of {holds}"
+        return f"{self.fraction * 100:g}% calibration split held out of {holds}"
 
 
 def split_for_calibration(
@@ -72,7 +72,7 @@ def split_for_calibration(
             kept, held = split_class(list(by_path), name, spec)
         except DatasetError as err:
             raise DatasetError(f"class '{name}' has {len(by_path)} training images: too few "
-                               f"for a {fraction:.0%} calibration split "
+                               f"for a {fraction * 100:g}% calibration split "
                                "(--calibration-split 0 calibrates on them)") from err
         kept_classes[name] = dataclasses.replace(data, train=[by_path[p] for p in kept])
         held_out[name] = [by_path[p] for p in held]

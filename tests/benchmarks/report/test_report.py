@@ -331,7 +331,8 @@ def test_new_record_fields(results: Path, tmp_path: Path) -> None:
           cost=Cost(memory_mb_batch1=12.5, memory_mb_batch32=40.0,
                     memory_kind="cuda_max_allocated"),
           summary={**ccnf.summary, "image_auroc_pooled": pooled})
-    _edit(results, "fastflow", threshold_calibration={"source": "current task", "images": 40})
+    _edit(results, "fastflow", threshold_calibration={"source": "current task", "images": 40},
+          thresholds={"percentile_99": {"f1": 0.8, "precision": 0.9, "recall": 0.7}})
     skipped = CellRecord.skipped("hgad__synthetic-2x1__hgad__s0__deadbeef",
                                  "hgad's own strategy trains exactly as finetune",
                                  **_identity("hgad", "hgad", 0))
@@ -356,6 +357,10 @@ def test_new_record_fields(results: Path, tmp_path: Path) -> None:
     # calibration differs per row: named in a column of the threshold table
     assert _table_row(md, "ccnf / joint")["calibrated on"] == "all classes (80 images)"
     assert _table_row(md, "fastflow / finetune")["calibrated on"] == "current task (40 images)"
+    # a record from before false alarms were measured: n/a, the others keep theirs
+    assert _table_row(md, "fastflow / finetune")["percentile_99 F1 (P / R; FA)"].endswith(
+        "(90.0 / 70.0; n/a)")
+    assert _table_row(md, "ccnf / joint")["percentile_99 F1 (P / R; FA)"].endswith("; 25.0)")
 
 
 def test_a_new_summarised_metric_is_one_table_row(results: Path, tmp_path: Path,
