@@ -10,6 +10,17 @@ divided by the channel count). Under the null that count is Binomial(n = (2h+1)^
 log10 P(X > k) is the per-scale tail; scales are combined by summing these log10 tails after
 bicubic upsampling, and NFA = (number of tests = positions over all scales) * that
 probability. The map returned is -log10 NFA: > 0 means NFA < 1, the detection rule.
+
+What it promises: under the null (independent N(0, 1) latent entries) NFA < eps gives at most
+eps false detections per image in expectation, hence at most a fraction eps of noise images
+flagged (tests/models/test_nfa.py checks this and that a clear shift is detected). What it does
+not: the binomial count assumes independent entries, so spatially correlated latents (what a
+flow trained on few images gives) exceed the bound (blurred noise, sigma 1.5, flags most
+images at 8 channels), and averaging candidates over channels dilutes a shift confined to
+a few of them (a +2 sigma shift in a quarter of the channels is detected less often as the
+channel count grows, never at 256). This is U-Flow's formulation, kept as the paper has it;
+the benchmark reports each model's measured false-alarm rate next to its F1
+(benchmarks/measuring/thresholds.py).
 """
 
 from __future__ import annotations

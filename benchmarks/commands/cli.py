@@ -28,6 +28,7 @@ from nfbench.benchmarks.commands.flags import (
 from nfbench.benchmarks.commands.grids import GridError, load_grid, presets
 from nfbench.benchmarks.commands.status import add_status_arguments, main_status
 from nfbench.benchmarks.commands.tune import TuneError, add_tune_arguments, main_tune
+from nfbench.benchmarks.running.calibration import check_fraction
 from nfbench.benchmarks.running.cell import DeviceError
 from nfbench.benchmarks.running.executors import ExecutorError, available_executors
 from nfbench.benchmarks.running.runner import RunRequest, run_grid
@@ -58,6 +59,18 @@ def fail(message: str) -> NoReturn:
     raise SystemExit(2)
 
 
+def calibration_fraction(text: str) -> float:
+    """--calibration-split's value: a float in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from err
+    try:
+        return check_fraction(value)
+    except DatasetError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", help="a preset (`nfbench presets`) or a grid .toml file")
     parser.add_argument("--model", "--models", dest="models", nargs="+", help="model names")
@@ -83,6 +96,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="cells in N parallel processes (default 1)")
     parser.add_argument("--eval-batch-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--autocast", choices=("none", "bf16"), help=argparse.SUPPRESS)
+    parser.add_argument("--calibration-split", type=calibration_fraction,
+                        help="fraction of each class's normal training images held out (never "
+                             "trained on) to calibrate the automatic thresholds (default 0.1; "
+                             "0: calibrate on the training images)")
     parser.add_argument(
         "--executor", choices=available_executors(),
         help="where cells run (default local; --workers N: N processes here); each executor's "

@@ -45,7 +45,7 @@ TEXT_COLS = ["cell_id", "status", "model", "label", "seed", "backbone", "device"
              "batch_dependent", "is_flow", "calibration", *GROUP_KEYS]
 # the group-level text columns `aggregate` carries (joined over seeds)
 JOINED_COLS = ("memory_kind", "memory_note", "dataset_name", "calibration")
-THRESHOLD_KEYS = ("f1", "precision", "recall")
+THRESHOLD_KEYS = ("f1", "precision", "recall", "false_alarm_rate")
 NAN = float("nan")
 
 
@@ -134,7 +134,8 @@ def _score_cols(rec: CellRecord) -> dict[str, float]:
 
 
 def _threshold_cols(rec: CellRecord) -> dict[str, float]:
-    """thr_<rule>_<f1|precision|recall>: what each rule (and the oracle) reports."""
+    """thr_<rule>_<f1|precision|recall|false_alarm_rate>: what each rule (and the oracle)
+    reports."""
     return {f"thr_{rule}_{k}": number(v[k]) for rule, v in (rec.thresholds or {}).items()
             for k in THRESHOLD_KEYS if k in v}
 

@@ -233,20 +233,28 @@ def per_class_tables(pc: pd.DataFrame, agg: pd.DataFrame, classes: list[str]) ->
     return out
 
 
-CALIBRATION = ("Thresholds are calibrated only on the normal training images the learner holds "
-               "after the last task (current task + replay buffer; joint: all classes), never on "
-               "test images.")
+CALIBRATION = ("Thresholds are calibrated only on normal images the learner holds after the "
+               "last task (current task + replay buffer; joint: all classes), never on test "
+               "images: on a calibration split held out of their training images (training "
+               "never sees it; `--calibration-split`, 0: on the training images themselves). "
+               "FA: the fraction of normal test images each rule flags (its false-alarm rate; "
+               "percentile_99 aims at 1, NFA < 1 bounds false detections per image, not "
+               "images).")
 
 
 def _rule_cell(r: pd.Series, rule: str) -> tuple[str, str]:
     """(header, text) of one threshold rule: F1 with its interval across seeds, and
-    (precision / recall) where the rule reports them (the oracle reports F1 only)."""
+    (precision / recall; false-alarm rate) where the rule reports them (the oracle reports F1
+    only)."""
     name = rule[4:]
     f1 = _ci(r, f"{rule}_f1")
     if f"{rule}_precision__mean" not in r:
         return f"{name} F1", f1
     p, rc = fmt_pm(r[f"{rule}_precision__mean"]), fmt_pm(r[f"{rule}_recall__mean"])
-    return f"{name} F1 (P / R)", f"{f1} ({p} / {rc})"
+    if f"{rule}_false_alarm_rate__mean" not in r:  # records from before it was measured
+        return f"{name} F1 (P / R)", f"{f1} ({p} / {rc})"
+    fa = fmt_pm(r[f"{rule}_false_alarm_rate__mean"])
+    return f"{name} F1 (P / R; FA)", f"{f1} ({p} / {rc}; {fa})"
 
 
 def thresholds_table(agg: pd.DataFrame) -> tuple[str, str] | None:
@@ -255,7 +263,8 @@ def thresholds_table(agg: pd.DataFrame) -> tuple[str, str] | None:
 
     The calibration set is named once when every row shares it, else in a column."""
     cols = [c[:-6] for c in agg.columns if c.startswith("thr_") and c.endswith("__mean")]
-    rules = list(dict.fromkeys(re.sub(r"_(f1|precision|recall)$", "", c) for c in cols))
+    keys = "|".join(data.THRESHOLD_KEYS)
+    rules = list(dict.fromkeys(re.sub(rf"_({keys})$", "", c) for c in cols))
     keep = agg[agg[[f"{c}__mean" for c in cols]].notna().any(axis=1)] if cols else agg.iloc[:0]
     if keep.empty:
         return None

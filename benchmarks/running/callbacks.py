@@ -11,6 +11,7 @@ from nfbench.benchmarks.measuring.cost import measure_cost
 from nfbench.benchmarks.measuring.evaluate import score_all, scoring_precision
 from nfbench.benchmarks.measuring.thresholds import threshold_report
 from nfbench.benchmarks.records.record import CellRecord
+from nfbench.benchmarks.running.calibration import CalibrationSplit
 from nfbench.benchmarks.running.context import CellContext
 from nfbench.benchmarks.running.strategies import Phase
 
@@ -28,21 +29,24 @@ class Callback:
 
 
 class Thresholds(Callback):
-    """Automatic thresholds fitted on the normal training scores of what the learner holds
-    after the last phase, applied to the final test scores, next to the oracle F1-max."""
+    """Automatic thresholds fitted on the normal images of what the learner holds after the
+    last phase (their held-out calibration split, unless the split is 0), applied to the final
+    test scores, next to the oracle F1-max."""
 
     def on_cell_end(self, ctx: CellContext) -> None:
         if not ctx.record.ok:
             return
+        split = ctx.calibration or CalibrationSplit(0.0, ctx.env.dataset, {})
+        images = split.calibration_images(ctx.held)
         with ctx.timed("thresholds"):
-            held = ctx.held
-            ids = ctx.env.class_ids(held) if ctx.spec.task_aware else None
-            features = ctx.env.cache.features(held, desc="train scores")
-            _, train_scores = score_all(ctx.model, features, ids, ctx.env.device,
-                                        ctx.env.eval_batch_size, ctx.env.autocast)
+            ids = ctx.env.class_ids(images) if ctx.spec.task_aware else None
+            features = ctx.env.cache.features(images, desc="calibration scores")
+            _, calibration_scores = score_all(ctx.model, features, ids, ctx.env.device,
+                                              ctx.env.eval_batch_size, ctx.env.autocast)
             ctx.record.thresholds = threshold_report(
-                ctx.model, train_scores, ctx.scores, ctx.test.labels, ctx.test_features)
-        ctx.record.threshold_calibration = {"source": ctx.strategy.holds, "images": len(held)}
+                ctx.model, calibration_scores, ctx.scores, ctx.test.labels, ctx.test_features)
+        ctx.record.threshold_calibration = {"source": split.describe(ctx.strategy.holds),
+                                            "images": len(images), "split": split.fraction}
 
 
 def _cost_key(record: CellRecord) -> tuple[str, float]:

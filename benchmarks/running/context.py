@@ -18,6 +18,7 @@ import torch
 
 from nfbench.benchmarks.measuring.evaluate import EvalSet
 from nfbench.benchmarks.records.record import CellRecord
+from nfbench.benchmarks.running.calibration import DEFAULT_CALIBRATION_SPLIT, CalibrationSplit
 from nfbench.benchmarks.running.strategies import Strategy
 from nfbench.datasets.base import Dataset, Sample
 from nfbench.datasets.scenarios import Scenario
@@ -37,6 +38,7 @@ class CellSpec:
     strategy_overrides: dict = field(default_factory=dict)
     task_aware: bool = False
     measure_cost: bool = True
+    calibration_split: float = DEFAULT_CALIBRATION_SPLIT  # held out for thresholds only
 
     def identity(self, scenario: str, label: str) -> dict:
         """The record fields that name the cell."""
@@ -76,6 +78,7 @@ class CellContext:
     test_features: list[torch.Tensor]
     record: CellRecord
     held: list[Sample] = field(default_factory=list)  # training images held after a phase
+    calibration: CalibrationSplit | None = None  # None: no split (calibrate on `held`)
     maps: np.ndarray | None = None  # the latest evaluation
     scores: np.ndarray | None = None
 

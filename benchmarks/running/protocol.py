@@ -29,6 +29,7 @@ from nfbench.benchmarks.measuring.metrics import metric_table, summarised_keys
 from nfbench.benchmarks.measuring.ties import tied_classes
 from nfbench.benchmarks.records.record import CellRecord, ErrorInfo, now
 from nfbench.benchmarks.records.results import environment, write_scores
+from nfbench.benchmarks.running.calibration import split_for_calibration
 from nfbench.benchmarks.running.callbacks import Callback
 from nfbench.benchmarks.running.context import CellContext, CellEnv, CellSpec
 from nfbench.benchmarks.running.strategies import Phase, build_config, get_strategy_class
@@ -89,11 +90,14 @@ class Evaluations:
 
 
 def start_cell(spec: CellSpec, env: CellEnv, cid: str) -> CellContext:
-    """Build the model and the strategy, read the test features, open the record."""
+    """Build the model and the strategy, read the test features, open the record. The
+    strategy sees the training sets without their calibration images (calibration.py)."""
     model_class = get_model_class(spec.model)
+    calibration = split_for_calibration(env.dataset, env.scenario.classes,
+                                        spec.calibration_split, spec.seed)
     strategy = get_strategy_class(spec.strategy, model_class)(
-        build_config(spec.strategy, **spec.strategy_overrides), env.scenario, env.dataset,
-        spec.seed, model_class)
+        build_config(spec.strategy, **spec.strategy_overrides), env.scenario,
+        calibration.training, spec.seed, model_class)
     backbone = env.cache.backbone
     model = create_model(spec.model, backbone.feature_info, **spec.overrides).to(env.device)
     record = CellRecord(
@@ -104,7 +108,7 @@ def start_cell(spec: CellSpec, env: CellEnv, cid: str) -> CellContext:
         environment=environment(env.device), batch_dependent_scores=model.batch_dependent_scores,
         is_flow=model.is_flow)
     test = build_test_set(env.dataset, env.scenario, backbone.input_size)
-    ctx = CellContext(spec, env, model, strategy, test, [], record)
+    ctx = CellContext(spec, env, model, strategy, test, [], record, calibration=calibration)
     with ctx.timed("features"):
         ctx.test_features = env.cache.features(test.samples, desc="test features")
     return ctx

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nfbench.benchmarks.running.calibration import DEFAULT_CALIBRATION_SPLIT
+
 # a model may set its own backbone (paper presets): these fields, per model
 BACKBONE_FIELDS = ("backbone", "backbone_layers", "backbone_weights", "input_size")
 
@@ -39,6 +41,7 @@ class RunRequest:
     workers: int = 1  # cells in parallel processes (several per GPU allowed)
     eval_batch_size: int = 32  # images per scoring call; scores never depend on it
     autocast: str = "none"  # "bf16": score under bfloat16 autocast (GPU speed; opt-in)
+    calibration_split: float = DEFAULT_CALIBRATION_SPLIT  # training normals kept for thresholds
     executor: str = "local"  # a registered executor (running/executors/): local, slurm
     # each executor's own options, by its name (`--slurm.mem 32` -> {"slurm": {"mem": 32}})
     executor_options: dict[str, dict] = field(default_factory=dict)

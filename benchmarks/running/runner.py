@@ -81,10 +81,13 @@ def plan_cells(request: RunRequest, env: CellEnv) -> list[PlannedCell]:
                 "strategy": dataclasses.asdict(
                     build_config(strategy_class.name, **strategy_overrides)),
             }
+            if request.calibration_split:  # split 0 is the old behaviour: the old cell ids
+                settings["calibration_split"] = request.calibration_split
             for seed in request.seeds:
                 spec = CellSpec(model, overrides, variant_name(model, overrides),
                                 strategy_class.name, seed, strategy_overrides,
-                                request.task_aware, request.measure_cost)
+                                request.task_aware, request.measure_cost,
+                                request.calibration_split)
                 cid = cell_id(spec.variant, env.scenario.name, label, seed, settings)
                 cells.append(PlannedCell(spec, cid, label, skip))
     return cells

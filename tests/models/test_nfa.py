@@ -1,10 +1,14 @@
-"""The a-contrario (NFA) map: exact tails against scipy, calibration on Gaussian noise."""
+"""The a-contrario (NFA) map: exact tails against scipy, its false-alarm promise on Gaussian
+noise and its power on a clear shift, checked so that a rule that never fires and one that
+fires on every image both fail."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
+import pytest
 import torch
 from scipy import stats
 
@@ -32,18 +36,66 @@ def test_nfa_literal_values_against_scipy():
     assert abs(nfa[0, 0, 0].item() + math.log10(9) + math.log10(stats.binom.sf(4, 9, 0.1))) < 1e-4
 
 
-def _noise(n: int, generator: torch.Generator) -> list[torch.Tensor]:
-    shapes = [(8, 32, 32), (8, 16, 16), (8, 8, 8)]  # three scales, finest first
+def _noise(n: int, generator: torch.Generator, channels: int = 8) -> list[torch.Tensor]:
+    shapes = [(channels, 32, 32), (channels, 16, 16), (channels, 8, 8)]  # finest first
     return [torch.randn(n, *s, generator=generator, dtype=torch.float64) for s in shapes]
 
 
-def test_gaussian_noise_keeps_false_alarms_under_epsilon():
-    # Under the null (latents N(0, I)) the expected number of detections with NFA < eps is at
-    # most eps per image, so at most a fraction eps of noise images may have any.
-    max_scores = neg_log10_nfa_map(_noise(200, torch.Generator().manual_seed(0)), 64)
-    max_scores = max_scores.flatten(1).amax(dim=1).numpy()
-    for eps in (1.0, 0.1, 0.01):
-        assert np.mean(max_scores > -math.log10(eps)) <= eps
+# a detection rule on Gaussian latents: (latents of n images, eps) -> which images it flags
+DetectionRule = Callable[[list[torch.Tensor], float], np.ndarray]
+EPSILONS = (1.0, 0.1, 0.01)
+
+
+def nfa_rule(latents: list[torch.Tensor], eps: float) -> np.ndarray:
+    """U-Flow's rule: an image is flagged where some region has NFA < eps."""
+    scores = neg_log10_nfa_map(latents, 64).flatten(1).amax(dim=1).numpy()
+    return scores > -math.log10(eps)
+
+
+def assert_keeps_its_promise(rule: DetectionRule, channels: int = 8, n: int = 200) -> None:
+    """A rule that bounds the expected false detections per image by eps flags at most a
+    fraction eps of independent-noise images (a one-sided binomial test at 0.1%, so sampling
+    noise never fails it), and flags nearly every image with a clear shift (+4 sigma in every
+    channel of a 6x6 region): the second half fails a rule that never fires, the first a rule
+    that always does."""
+    noise = _noise(n, torch.Generator().manual_seed(0), channels)
+    for eps in EPSILONS:
+        flagged = int(np.sum(rule(noise, eps)))
+        p_value = stats.binomtest(flagged, n, min(eps, 1.0), alternative="greater").pvalue
+        assert p_value > 1e-3, f"{flagged}/{n} noise images flagged at eps = {eps}"
+    shifted = _noise(n // 4, torch.Generator().manual_seed(1), channels)
+    shifted[0][:, :, 10:16, 10:16] += 4.0
+    detected = float(np.mean(rule(shifted, 1.0)))
+    assert detected >= 0.95, f"a clear shift detected in {detected:.0%} of images"
+
+
+@pytest.mark.parametrize("channels", [8, 64])
+def test_nfa_keeps_its_false_alarm_promise_and_detects_a_clear_shift(channels):
+    assert_keeps_its_promise(nfa_rule, channels, n=200 if channels == 8 else 60)
+
+
+def test_the_promise_check_rejects_a_rule_that_never_fires():
+    def never(latents, eps):
+        return np.zeros(len(latents[0]), dtype=bool)
+
+    with pytest.raises(AssertionError, match="clear shift detected in 0%"):
+        assert_keeps_its_promise(never)
+
+
+def test_the_promise_check_rejects_a_rule_that_fires_on_every_image():
+    def always(latents, eps):
+        return np.ones(len(latents[0]), dtype=bool)
+
+    with pytest.raises(AssertionError, match="200/200 noise images flagged at eps = 0.1"):
+        assert_keeps_its_promise(always)
+
+
+def test_the_promise_check_rejects_a_rule_that_fires_too_often():
+    def lax(latents, eps):  # flags a fifth of all images whatever eps asks for
+        return nfa_rule(latents, 1.0) | (np.arange(len(latents[0])) % 5 == 0)
+
+    with pytest.raises(AssertionError, match="noise images flagged at eps = 0.1"):
+        assert_keeps_its_promise(lax)
 
 
 def test_a_shifted_patch_is_detected_far_below_one_false_alarm():

@@ -29,6 +29,9 @@ def _run_cli(*args: str) -> subprocess.CompletedProcess:
         (["run", "--model", "fastflow", "--strategy", "sideways"], "strategy 'sideways'"),
         (["run", "--model", "fastflow", "--fastflow.flow-steps", "many"], "invalid int"),
         (["run", "--model", "msflow", "--msflow.image-score", "exp"], "invalid choice: 'exp'"),
+        (["run", "--model", "fastflow", "--calibration-split", "1"],
+         "calibration split must be in [0, 1), got 1.0"),
+        (["run", "--model", "fastflow", "--calibration-split", "tenth"], "not a number"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(args, needle):
@@ -53,6 +56,13 @@ def test_preset_values_yield_to_flags():
     request = request_from_args(build_parser().parse_args(
         ["run", "--config", "bench", "--seeds", "3"]))
     assert request.seeds == [3] and "fastflow" in request.models
+    assert request.calibration_split == 0.1  # the default: thresholds on held-out normals
+
+
+def test_calibration_split_flag_reaches_the_request():
+    request = request_from_args(build_parser().parse_args(
+        ["run", "--model", "fastflow", "--calibration-split", "0"]))
+    assert request.calibration_split == 0.0  # calibrate on the training images, as before
 
 
 def test_list_is_a_compact_table_native_models_first(capsys):

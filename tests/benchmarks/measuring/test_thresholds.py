@@ -8,12 +8,14 @@ import numpy as np
 import pytest
 import torch
 from skimage.filters import threshold_otsu
+from sklearn.metrics import confusion_matrix
 
 from nfbench.benchmarks.measuring import thresholds as th
 from nfbench.benchmarks.measuring.thresholds import (
     THRESHOLD_RULES,
     NFARule,
     binary_report,
+    false_alarm_rate,
     mean_std_threshold,
     otsu_threshold,
     percentile_threshold,
@@ -85,6 +87,18 @@ def test_binary_report_nothing_flagged_is_zero_without_warning():
 def test_binary_report_size_mismatch():
     with pytest.raises(ValueError):
         binary_report(np.array([0.1, 0.2]), np.array([0, 1, 1]), 0.5)
+    with pytest.raises(ValueError):
+        false_alarm_rate(np.array([0.1, 0.2]), np.array([0, 1, 1]), 0.5)
+
+
+def test_false_alarm_rate_is_sklearns_false_positive_rate():
+    scores = np.array([0.1, 0.5, 0.6, 0.9, 0.7, 0.2])
+    labels = np.array([0, 1, 0, 1, 0, 0])
+    # threshold 0.55 flags 0.6 and 0.7 among the 4 normals: 2/4
+    tn, fp, _, _ = confusion_matrix(labels, scores > 0.55).ravel()
+    assert false_alarm_rate(scores, labels, 0.55) == pytest.approx(fp / (fp + tn)) == 0.5
+    assert false_alarm_rate(scores, labels, 0.7) == 0.0  # strict ">": 0.7 is not flagged
+    assert np.isnan(false_alarm_rate(np.array([1.0]), np.array([1]), 0.5))  # no normals
 
 
 def _tiny(name: str, **overrides):
@@ -106,6 +120,11 @@ def test_report_has_every_rule_that_applies_and_the_oracle():
     assert list(report) == ["percentile_99", "mean_3std", "otsu", "nfa", "oracle_f1max"]
     assert report["percentile_99"]["threshold"] == pytest.approx(99.0)
     assert report["percentile_99"]["f1"] == pytest.approx(1.0)  # 99.5, 100, 120 flagged
+    assert report["percentile_99"]["false_alarm_rate"] == 0.0  # no normal above 99
+    assert report["mean_3std"]["false_alarm_rate"] == 0.0
+    assert report["otsu"]["false_alarm_rate"] == 0.0  # Otsu of 0..100 is about 50
+    nfa = NFARule().test_scores(model, scores, feats)  # the NFA rule flags on its own scores
+    assert report["nfa"]["false_alarm_rate"] == pytest.approx(np.mean(nfa[labels == 0] > 0))
     assert report["mean_3std"]["threshold"] == pytest.approx(50.0 + 3 * train.std())
     assert report["otsu"]["threshold"] == pytest.approx(threshold_otsu(train))
     assert report["nfa"]["threshold"] == 0.0

@@ -98,7 +98,7 @@ def _record(results: Path, samples: list[dict], variant: str, strategy: str, see
         per_class={c: {"image_auroc": acc + d, "pixel_auroc": acc, "pixel_aupro": acc - 0.1}
                    for c, d in zip(CLASSES, (-0.01, 0.01), strict=True)},
         thresholds={"percentile_99": {"f1": 0.8, "precision": 0.9, "recall": 0.7,
-                                      "threshold": 1.0},
+                                      "threshold": 1.0, "false_alarm_rate": 0.25},
                     "oracle_f1max": {"f1": 0.9}},
         cost=Cost(latency_ms_p50=lat, latency_ms_p95=lat * 1.3, throughput_img_s=400.0,
                   memory_mb_batch1=40.0 + seed, memory_mb_batch32=850.0 + seed,
@@ -244,10 +244,10 @@ def test_write_report_full(results: Path, tmp_path: Path) -> None:
     assert grass["fastflow / finetune"] == f"{np.mean([0.91, 0.94]) * 100:.1f}"  # seed mean
     assert grass["ccnf / joint"] == "96.0"
     thr = _table_row(md, "ccnf / joint")
-    assert thr["percentile_99 F1 (P / R)"] == "80.0 (90.0 / 70.0)"
+    assert thr["percentile_99 F1 (P / R; FA)"] == "80.0 (90.0 / 70.0; 25.0)"  # FA: normals flagged
     assert thr["oracle_f1max F1"] == "90.0"
-    assert _row(md, "fastflow / finetune")[1] == "80.0 s[80.0, 80.0] (90.0 / 70.0)"  # 2 seeds
-    assert "calibrated only on the normal training images the learner holds" in md
+    assert _row(md, "fastflow / finetune")[1] == "80.0 s[80.0, 80.0] (90.0 / 70.0; 25.0)"  # 2 seeds
+    assert "on a calibration split held out of their training images" in md
     failed = _row(md, "cflow__synthetic-2x1__finetune__s0__deadbeef")
     assert "Diverged" in failed and "loss is nan" in failed and failed[-2:] == ["1", "130"]
     assert "## How to read" in md and "synthetic:2x1" in md and "cpu" in md
@@ -332,7 +332,8 @@ def test_new_record_fields(results: Path, tmp_path: Path) -> None:
           cost=Cost(memory_mb_batch1=12.5, memory_mb_batch32=40.0,
                     memory_kind="cuda_max_allocated"),
           summary={**ccnf.summary, "image_auroc_pooled": pooled})
-    _edit(results, "fastflow", threshold_calibration={"source": "current task", "images": 40})
+    _edit(results, "fastflow", threshold_calibration={"source": "current task", "images": 40},
+          thresholds={"percentile_99": {"f1": 0.8, "precision": 0.9, "recall": 0.7}})
     skipped = CellRecord.skipped("hgad__synthetic-2x1__hgad__s0__deadbeef",
                                  "hgad's own strategy trains exactly as finetune",
                                  **_identity("hgad", "hgad", 0))
@@ -357,6 +358,10 @@ def test_new_record_fields(results: Path, tmp_path: Path) -> None:
     # calibration differs per row: named in a column of the threshold table
     assert _table_row(md, "ccnf / joint")["calibrated on"] == "all classes (80 images)"
     assert _table_row(md, "fastflow / finetune")["calibrated on"] == "current task (40 images)"
+    # a record from before false alarms were measured: n/a, the others keep theirs
+    assert _table_row(md, "fastflow / finetune")["percentile_99 F1 (P / R; FA)"].endswith(
+        "(90.0 / 70.0; n/a)")
+    assert _table_row(md, "ccnf / joint")["percentile_99 F1 (P / R; FA)"].endswith("; 25.0)")
 
 
 def test_a_new_summarised_metric_is_one_table_row(results: Path, tmp_path: Path,

@@ -20,6 +20,7 @@ from nfbench.benchmarks.running.runner import run_grid
 from nfbench.datasets.base import DatasetError
 from nfbench.models.base import LossTerms
 from nfbench.models.fastflow.model import FastFlow
+from nfbench.models.feature_cache import FeatureCache
 
 pytestmark = pytest.mark.slow
 
@@ -114,8 +115,8 @@ def test_replay_buffer_adds_old_class_images(tiny_request, monkeypatch):
     request = dataclasses.replace(tiny_request, strategies=["replay"],
                                   strategy_overrides={"replay": {"per_class": 2}})
     run_grid(request, show_progress=False)
-    assert seen[0] == [0] * 6
-    assert sorted(seen[1]) == [0, 0] + [1] * 6
+    assert seen[0] == [0] * 5  # 6 training images, 1 held out for calibration
+    assert sorted(seen[1]) == [0, 0] + [1] * 5
 
 
 def test_inference_cost_is_measured_once_per_variant_and_model_size(tiny_request):
@@ -156,14 +157,47 @@ def test_a_truncated_image_stops_the_grid_before_any_training(tiny_request, tiny
 
 def test_thresholds_are_calibrated_on_what_the_learner_holds(tiny_request):
     request = dataclasses.replace(tiny_request, strategies=["finetune", "replay", "joint"],
-                                  strategy_overrides={"replay": {"per_class": 2}})
+                                  strategy_overrides={"replay": {"per_class": 2}},
+                                  calibration_split=0.0)
     finetune, replay, joint = run_grid(request, show_progress=False)
-    # 6 training images per class: finetune holds the last task only, replay adds 2 of the
-    # old class, joint holds both classes
+    # split 0: calibrated on the training images themselves. 6 per class: finetune holds the
+    # last task only, replay adds 2 of the old class, joint holds both classes
     assert finetune.threshold_calibration["images"] == 6
     assert replay.threshold_calibration["images"] == 8
     assert "replay buffer" in replay.threshold_calibration["source"]
     assert joint.threshold_calibration["images"] == 12
+    assert joint.threshold_calibration["split"] == 0.0
+    assert "no calibration split" in joint.threshold_calibration["source"]
+
+
+def _spy_features(monkeypatch) -> dict[str, set]:
+    """The image paths the feature cache was asked for, by what they were asked for."""
+    asked: dict[str, set] = {}
+    real = FeatureCache.features
+
+    def spy(self, samples, desc="features"):
+        asked.setdefault(desc, set()).update(str(s.path) for s in samples)
+        return real(self, samples, desc)
+
+    monkeypatch.setattr(FeatureCache, "features", spy)
+    return asked
+
+
+def test_thresholds_are_calibrated_on_a_split_training_never_sees(tiny_request, monkeypatch):
+    asked = _spy_features(monkeypatch)
+    request = dataclasses.replace(tiny_request, strategies=["finetune", "replay", "joint"],
+                                  strategy_overrides={"replay": {"per_class": 2}})
+    assert request.calibration_split == 0.1  # the default
+    finetune, replay, joint = run_grid(request, show_progress=False)
+    # 6 training images per class: 1 held out of each; a replayed class keeps its own
+    assert finetune.threshold_calibration["images"] == 1
+    assert replay.threshold_calibration["images"] == 2
+    assert joint.threshold_calibration["images"] == 2
+    assert "10% calibration split held out of" in replay.threshold_calibration["source"]
+    assert replay.threshold_calibration["split"] == 0.1
+    assert asked["calibration scores"] and not asked["calibration scores"] & asked["train features"]
+    old = run_grid(dataclasses.replace(request, calibration_split=0.0), show_progress=False)
+    assert {r.cell_id for r in old}.isdisjoint(r.cell_id for r in (finetune, replay, joint))
 
 
 def test_own_without_a_mechanism_is_a_reported_skip(tiny_request, capsys):
