@@ -33,8 +33,8 @@ def _frames(records: list[CellRecord], results_dir: Path
     agg = data.aggregate(cells)
     reps, sigs = intervals.cell_replicates(records, files.read_cell_scores(records, results_dir))
     if not agg.empty:
-        agg, group_reps, group_sig = intervals.bootstrap_groups(records, agg, reps, sigs)
-        agg = intervals.with_versus_best(agg, cells, group_reps, group_sig)
+        agg = intervals.bootstrap_groups(records, agg, reps, sigs)
+        agg = intervals.with_versus_best(agg, cells, reps, sigs)
         agg["vs_best"] = [markdown.fmt_vs_best(r) for _, r in agg.iterrows()]
     return cells, pc, agg, reps
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nfbench.benchmarks.measuring import comparisons as cmp
 from nfbench.benchmarks.measuring import statistics as st
 from nfbench.benchmarks.measuring.metrics import MetricSpec, metric_spec
 from nfbench.benchmarks.records.record import CellRecord
@@ -118,20 +119,19 @@ def fmt_p(p: float) -> str:
 
 
 def fmt_vs_best(r: pd.Series) -> str:
-    """"best", "≈ -2.1 [-6.0, +1.5]" (not significant), "-9.8 [-14.2, -5.0]", "≈ -3.0 (Welch
-    p=0.20)", or "n/a" (no test possible), from ``intervals.with_versus_best``'s columns."""
+    """"best", "≈ -2.1" (not significantly below the best), "-9.8 (p=0.003)" (significantly
+    below; Holm-adjusted p), "? -3.0" (not testable) or "n/a", from
+    ``intervals.with_versus_best``'s columns."""
     if r["vs_best_is_best"]:
         return "best"
     if not np.isfinite(r["vs_best_diff"]):
         return NA
     spec = metric_spec(data.PRIMARY)
-    sig = r["vs_best_significant"]
-    mark = "? " if sig is None or sig != sig else "" if sig else "≈ "
-    d, s = spec.decimals, spec.scale
-    diff = f"{mark}{r['vs_best_diff'] * s:+.{d}f}"
-    if r["vs_best_method"] == "welch":
-        return f"{diff} (Welch {fmt_p(r['vs_best_p'])})"
-    return f"{diff} [{r['vs_best_lo'] * s:+.{d}f}, {r['vs_best_hi'] * s:+.{d}f}]"
+    diff = f"{r['vs_best_diff'] * spec.scale:+.{spec.decimals}f}"
+    below = r["vs_best_significant"]
+    if below is None or below != below:
+        return f"? {diff}"
+    return f"{diff} ({fmt_p(r['vs_best_p'])})" if below else f"≈ {diff}"
 
 
 def table(df: pd.DataFrame) -> str:
@@ -329,18 +329,18 @@ INTERVALS = (
     "class, while every point estimate is exact."
 )
 SIGNIFICANCE = (
-    f"`{VS_BEST}`: the row's image ACC minus that of the scenario's best row, in points. "
-    "`≈` marks a difference that is not significant at the 5% level, i.e. inside the noise: "
-    "where both rows have >= 2 seeds, Welch's t-test across seeds (p shown); otherwise a paired "
-    "bootstrap, both rows recomputed on the same resampled test images, whose 95% interval of "
-    "the difference (shown) contains 0. Unmarked rows are significantly below the best; `?` "
-    "means the test was undefined; n/a means no per-sample scores to test with."
+    f"`{VS_BEST}`: the row's image ACC minus the best flow row's, in points; `≈` marks a row "
+    "not significantly below the best. Procedure: " + cmp.PROCEDURE + "; a row is below the "
+    "best when a flow row is significantly above it (adjusted p shown), and the rows marked "
+    "`≈` with the best form a 95% confidence set for it. With one seed per row the spread "
+    "across seeds is not observable, so the test then carries test-image noise only. `?`: not "
+    "testable (no per-sample scores)."
 )
 CEILING = (
     "Rows marked (reference ceiling) are not normalizing flows (e.g. a nearest-neighbour "
     "memory bank on the same features): the strongest simple baseline, shown for "
-    "scale. The best-row test ranks the flows only; a ceiling row is tested against the best "
-    "flow like any other row."
+    "scale. Only flow rows can be the best; a ceiling row is tested against the flows like "
+    "any other row."
 )
 BATCH_DEPENDENT = (
     "‡ This entry's scores depend on the other images in its batch (against the contract's rule "

@@ -226,13 +226,11 @@ def test_write_report_full(results: Path, tmp_path: Path) -> None:
     assert cc["seeds"] == "1" and cc["img AUROC ACC"] == f"95.0 {_ci_text(cc_reps)}"  # no s[...]
     assert cc["img AUROC FM"] == cc["img AUROC BWT"] == "n/a"  # joint: no FM / BWT
     assert cc["Δ img ACC vs best"] == "best"
-    # fastflow (2 seeds) vs ccnf (1 seed): paired bootstrap on the same resampled images
-    d = (ff_reps - cc_reps) * 100
-    lo, hi = np.percentile(d, [2.5, 97.5])
-    mark = "≈ " if lo <= 0 <= hi else ""
-    assert ff["Δ img ACC vs best"] == f"{mark}-3.5 [{lo:+.1f}, {hi:+.1f}]"
+    # fastflow (2 seeds) vs ccnf (1 seed): the spread of 2 seeds has 1 degree of freedom, so
+    # 3.5 points are not significant on seeds and images together
+    assert ff["Δ img ACC vs best"] == "≈ -3.5"
     assert _table_row(md, "cflow", "finetune")["seeds"] == "0 (+1 failed)"
-    assert "Seeds per row: 1 to 2" in md and "Welch's t-test" in md
+    assert "Seeds per row: 1 to 2" in md and "Holm-adjusted over all pairs" in md
     assert "`s[a, b]` is a Student-t interval across seeds" in md
     assert "img AUROC pooled ACC" not in md  # one class per task: same number
     assert "(newest cell created 2026-11-23T12:00:00+00:00)" in md  # the records' `created`
