@@ -47,16 +47,18 @@ def _scenario_plots(recs: list[CellRecord], sub: pd.DataFrame, results_dir: Path
     mats = data.mean_r(recs)
     mats = {lab: mats[lab] for lab in sub["label"] if lab in mats}
     names = ["+".join(t) for t in data.task_names(recs)]
+    style = plots.styles(sub)
     figures = {
         ("R-matrix heatmaps (image AUROC)", "r_matrix_image_auroc"):
             lambda: plots.r_heatmaps(mats, names),
-        ("ACC vs latency (Pareto front)", "acc_vs_latency"): lambda: plots.acc_vs_latency(sub),
-        ("Forgetting (FM)", "forgetting"): lambda: plots.forgetting_bars(sub),
+        ("ACC vs latency (Pareto front)", "acc_vs_latency"):
+            lambda: plots.acc_vs_latency(sub, style),
+        ("Forgetting (FM)", "forgetting"): lambda: plots.forgetting_bars(sub, style),
         ("Per-task curves", "per_task"):
-            lambda: plots.per_task_curves(mats, seeds=data.seed_r(recs)),
-        ("Memory", "memory"): lambda: plots.memory_bars(sub),
+            lambda: plots.per_task_curves(mats, style, seeds=data.seed_r(recs)),
+        ("Memory", "memory"): lambda: plots.memory_bars(sub, style),
         ("Memory per task", "state_per_task"):
-            lambda: plots.state_per_task(data.state_per_task(recs)),
+            lambda: plots.state_per_task(data.state_per_task(recs), style),
     }
     made, notes = {}, []
     for (title, name), build in figures.items():

@@ -29,7 +29,7 @@ __all__ = [
     "GROUP_KEYS", "PRIMARY", "STATS", "MapColumn", "MapRow", "aggregate", "boot_cols", "bounds",
     "cells_frame", "color_range", "frame_keys", "group_key", "interval", "is_false",
     "map_cells", "mean_r", "nanmean", "number", "per_class_frame", "pick_samples",
-    "pooled_base", "r_matrices_frame", "seed_r", "summarised", "task_names",
+    "pooled_base", "r_matrices_frame", "seed_r", "strategy_kind", "summarised", "task_names",
 ]
 
 GROUP_KEYS = ["variant", "scenario", "strategy", "task_aware"]
@@ -221,6 +221,14 @@ def _joined(s: pd.Series) -> str:
 def is_false(v: object) -> bool:
     """True only for an explicit False (a record without the field is not "no masks")."""
     return isinstance(v, bool | np.bool_) and not v
+
+
+SHARED_STRATEGIES = ("finetune", "replay", "joint")
+
+
+def strategy_kind(strategy: str) -> str:
+    """The strategy, or "own" for a model's own continual mechanism (named after its model)."""
+    return strategy if strategy in SHARED_STRATEGIES else "own"
 
 
 def _strategy_rank(s: str) -> tuple[int, str]:
