@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from nfbench.benchmarks.measuring import ranking
 from nfbench.benchmarks.records.record import CellRecord, load_records
 from nfbench.benchmarks.report import data, files, intervals, markdown, plots
 
-__all__ = ["write_report"]
+__all__ = ["rank_tests", "write_report"]
 
 
 def _frames(records: list[CellRecord], results_dir: Path
@@ -87,6 +88,23 @@ def _scenario_notes(sc: str, sub: pd.DataFrame, recs: list[CellRecord], reps: di
     return notes
 
 
+def rank_tests(pc: pd.DataFrame) -> dict[str, ranking.RankTest | None]:
+    """Friedman/Nemenyi per strategy and over all strategies (``data.rank_blocks``)."""
+    return {name: ranking.rank_test(blocks) for name, blocks in data.rank_blocks(pc).items()}
+
+
+def _ranks(pc: pd.DataFrame, out_dir: Path) -> list[str]:
+    """The ranks section with its CD diagrams saved under plots/."""
+    tests = rank_tests(pc)
+    links = {}
+    for name, test in tests.items():
+        if test is not None:
+            path = out_dir / "plots" / f"critical_difference_{files.slug(name)}.png"
+            files.save_figure(plots.cd_diagram(test, name), path)
+            links[name] = path.relative_to(out_dir).as_posix()
+    return markdown.ranks_section(tests, links)
+
+
 def write_report(results_dir: Path, out_dir: Path) -> Path:
     """Write leaderboard.md, csv/ and plots/ for all records in ``results_dir``; return the
     leaderboard's path."""
@@ -112,6 +130,7 @@ def write_report(results_dir: Path, out_dir: Path) -> Path:
         links = {title: p.relative_to(out_dir).as_posix() for title, p in made.items()}
         pc_sc = pc[pc["scenario"] == sc] if len(pc) else pc
         sections.append(markdown.scenario_section(sc, sub, data.task_names(recs), pc_sc, links))
+    sections.append(_ranks(pc, out_dir))
     text = markdown.leaderboard(markdown.header(results_dir, records, cells, agg), sections,
                                 markdown.footer(cells, notes))
     return files.write_text(text, out_dir / "leaderboard.md")

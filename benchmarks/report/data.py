@@ -26,10 +26,12 @@ from nfbench.benchmarks.measuring.metrics import MetricSpec
 from nfbench.benchmarks.records.record import CellRecord
 
 __all__ = [
-    "GROUP_KEYS", "PRIMARY", "STATS", "MapColumn", "MapRow", "aggregate", "boot_cols", "bounds",
+    "ALL_STRATEGIES", "GROUP_KEYS", "PRIMARY", "STATS", "MapColumn", "MapRow", "aggregate",
+    "boot_cols", "bounds",
     "cells_frame", "color_range", "frame_keys", "group_key", "interval", "is_false",
     "map_cells", "mean_r", "nanmean", "number", "per_class_frame", "pick_samples",
-    "pooled_base", "r_matrices_frame", "seed_r", "strategy_kind", "summarised", "task_names",
+    "pooled_base", "r_matrices_frame", "rank_blocks", "seed_r", "strategy_kind", "summarised",
+    "task_names",
 ]
 
 GROUP_KEYS = ["variant", "scenario", "strategy", "task_aware"]
@@ -191,6 +193,31 @@ def per_class_frame(records: Sequence[CellRecord]) -> pd.DataFrame:
             for rec in records for cls, vals in (rec.per_class or {}).items()]
     empty = ["cell_id", *GROUP_KEYS, "seed", "status", "class_name"]
     return pd.DataFrame(rows, columns=None if rows else empty)
+
+
+ALL_STRATEGIES = "all strategies"
+
+
+def rank_blocks(pc: pd.DataFrame, metric: str = PRIMARY) -> dict[str, pd.DataFrame]:
+    """Blocks x methods score matrices for the ranks (``measuring.ranking``): per strategy
+    (own mechanisms together as "own"), blocks = (scenario, class) and methods = variants;
+    then over all strategies, methods = "variant / strategy". Seed means of the final
+    evaluation's per-class figure; a block lacking a method is kept (NaN) for the test to
+    drop."""
+    ok = pc[pc["status"] == "ok"] if len(pc) else pc
+    if ok.empty or metric not in ok.columns:
+        return {}
+    ok = ok.assign(kind=[strategy_kind(str(s)) + (" [task-aware]" if a else "")
+                         for s, a in zip(ok["strategy"], ok["task_aware"], strict=True)])
+    ok = ok.assign(method=ok["variant"].astype(str) + " / " + ok["kind"])
+    out = {}
+    for kind in sorted(dict.fromkeys(ok["kind"]), key=lambda k: _strategy_rank(k.split()[0])):
+        part = ok[ok["kind"] == kind]
+        out[kind] = part.pivot_table(index=["scenario", "class_name"], columns="variant",
+                                     values=metric, aggfunc="mean")
+    out[ALL_STRATEGIES] = ok.pivot_table(index=["scenario", "class_name"], columns="method",
+                                         values=metric, aggfunc="mean")
+    return out
 
 
 def r_matrices_frame(records: Sequence[CellRecord]) -> pd.DataFrame:

@@ -20,6 +20,7 @@ import pandas as pd
 from nfbench.benchmarks.measuring import comparisons as cmp
 from nfbench.benchmarks.measuring import statistics as st
 from nfbench.benchmarks.measuring.metrics import MetricSpec, metric_spec
+from nfbench.benchmarks.measuring.ranking import RankTest
 from nfbench.benchmarks.records.record import CellRecord
 from nfbench.benchmarks.report import data
 
@@ -504,6 +505,30 @@ def scenario_section(scenario: str, sub: pd.DataFrame, tasks: list[list[str]],
         details += ["Automatic thresholds: F1 (precision / recall) in points at each automatic "
                     "threshold, final evaluation. " + thr[0], "", thr[1], ""]
     return lines + _folded(f"Details of <code>{scenario}</code>", details)
+
+
+def ranks_section(tests: dict[str, RankTest | None], plots: dict[str, str]) -> list[str]:
+    """Mean ranks over (scenario, class) blocks per strategy and over all strategies, with the
+    Friedman test and the Nemenyi critical difference; CD diagrams linked ({name: path})."""
+    if not any(tests.values()):
+        return []
+    lines = ["## Ranks across scenarios and classes", "",
+             f"Blocks are (scenario, class) pairs scored by every compared method; within a "
+             f"block methods are ranked on {metric_spec(data.PRIMARY).label} of the final "
+             "evaluation (1 = best). Friedman test, then Nemenyi's post-hoc test (Demšar 2006): "
+             "methods joined by a bar in a diagram, or closer than CD in mean rank, are not "
+             "told apart at the 5% level.", ""]
+    rows = [{"strategy": name, "blocks": t.blocks, "methods": len(t.mean_ranks),
+             "Friedman χ²": f"{t.statistic:.2f}", "p": fmt_p(t.p_value), "CD": f"{t.cd:.2f}",
+             "best mean rank": f"{t.mean_ranks.index[0]} ({t.mean_ranks.iloc[0]:.2f})"}
+            for name, t in tests.items() if t is not None]
+    lines += [table(pd.DataFrame(rows)), ""]
+    skipped = [name for name, t in tests.items() if t is None]
+    if skipped:
+        lines += [f"Not ranked (fewer than 3 methods or 2 complete blocks): "
+                  f"{', '.join(skipped)}.", ""]
+    lines += [line for name, p in plots.items() for line in (f"![CD diagram, {name}]({p})", "")]
+    return lines
 
 
 def footer(cells: pd.DataFrame, notes: list[str]) -> list[str]:

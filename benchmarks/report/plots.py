@@ -17,20 +17,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import scikit_posthocs as skp  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from nfbench.benchmarks.measuring.metrics import metric_spec  # noqa: E402
+from nfbench.benchmarks.measuring.ranking import RankTest  # noqa: E402
 from nfbench.benchmarks.measuring.statistics import seed_interval  # noqa: E402
 from nfbench.benchmarks.report import data  # noqa: E402
 from nfbench.benchmarks.report.data import MapColumn, MapRow  # noqa: E402
 
-__all__ = ["PLOT_NAMES", "acc_vs_latency", "anomaly_maps", "compare_figure", "forgetting_bars",
+__all__ = ["PLOT_NAMES", "acc_vs_latency", "anomaly_maps", "cd_diagram", "compare_figure",
+           "forgetting_bars",
            "memory_bars", "per_task_curves", "r_heatmaps", "state_per_task", "styles"]
 
 PLOT_NAMES = ("r_matrix_image_auroc", "acc_vs_latency", "forgetting", "per_task", "memory",
-              "state_per_task", "anomaly_maps")
+              "state_per_task", "anomaly_maps", "critical_difference")
 
 
 MARKERS = {"finetune": "o", "replay": "s", "own": "^", "joint": "*"}
@@ -409,6 +412,21 @@ def anomaly_maps(rows: list[MapRow], cols: list[MapColumn]) -> Figure:
         ax.set_yticks([])
     fig.suptitle("Anomaly maps, final evaluation (white contour = ground truth)", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- ranks
+
+
+def cd_diagram(test: RankTest, title: str) -> Figure:
+    """Critical-difference diagram (Demšar 2006): mean ranks on an axis (1 = best, left), a
+    bar joining methods the Nemenyi test does not tell apart, and the CD as a scale bar."""
+    k = len(test.mean_ranks)
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.28 * k), layout="constrained")
+    skp.critical_difference_diagram(test.mean_ranks, test.posthoc, ax=ax, alpha=test.alpha,
+                                    label_props={"fontsize": 8})
+    ax.set_title(f"{title}: mean rank over {test.blocks} blocks (1 = best); Friedman "
+                 f"p = {test.p_value:.2g}, Nemenyi CD = {test.cd:.2f}", fontsize=9)
     return fig
 
 

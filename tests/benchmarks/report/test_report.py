@@ -16,6 +16,7 @@ from PIL import Image
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
+import nfbench.benchmarks.report as report_module
 from nfbench.benchmarks.measuring import metrics
 from nfbench.benchmarks.measuring.statistics import stratified_counts
 from nfbench.benchmarks.records.record import (
@@ -27,7 +28,7 @@ from nfbench.benchmarks.records.record import (
     read_record,
     write_record,
 )
-from nfbench.benchmarks.report import data, files, plots, write_report
+from nfbench.benchmarks.report import data, files, markdown, plots, write_report
 from nfbench.benchmarks.report.markdown import fmt_ci, fmt_pm
 
 CLASSES = ["brick", "grass"]
@@ -579,3 +580,24 @@ def test_p_values_are_never_rounded_to_zero():
 
     assert [fmt_p(p) for p in (0.0004, 0.003, 0.0312, 0.5)] == [
         "p<0.001", "p=0.003", "p=0.03", "p=0.50"]
+
+
+def test_rank_blocks_per_strategy_and_over_all(close_figures: None) -> None:
+    """Blocks are (scenario, class); methods are variants per strategy (own mechanisms
+    together), and variant / strategy over all; the report draws a CD diagram for each."""
+    rows = [{"cell_id": f"{v}{s}{c}", "variant": v, "scenario": "sc", "strategy": s,
+             "task_aware": False, "seed": 0, "status": "ok", "class_name": c,
+             "image_auroc": score}
+            for v, own, base in (("A", "A", 0.9), ("B", "B", 0.8), ("C", "C", 0.7))
+            for s in ("finetune", own) for c, score in (("x", base), ("y", base - 0.1))]
+    blocks = data.rank_blocks(pd.DataFrame(rows))
+    assert list(blocks) == ["finetune", "own", data.ALL_STRATEGIES]
+    assert list(blocks["own"].columns) == ["A", "B", "C"]
+    assert list(blocks["own"].index) == [("sc", "x"), ("sc", "y")]
+    assert "A / own" in blocks[data.ALL_STRATEGIES].columns
+    tests = report_module.rank_tests(pd.DataFrame(rows))
+    assert list(tests["finetune"].mean_ranks.index) == ["A", "B", "C"]
+    fig = plots.cd_diagram(tests["finetune"], "finetune")
+    assert "Nemenyi CD" in fig.axes[0].get_title()
+    md = "\n".join(markdown.ranks_section(tests, {"finetune": "plots/cd.png"}))
+    assert "Friedman" in md and "(plots/cd.png)" in md
