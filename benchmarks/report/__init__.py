@@ -20,10 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from nfbench.benchmarks.measuring import ranking
 from nfbench.benchmarks.records.record import CellRecord, load_records
 from nfbench.benchmarks.report import data, files, intervals, markdown, plots, ties
 
-__all__ = ["write_report"]
+__all__ = ["rank_tests", "write_report"]
 
 
 def _frames(records: list[CellRecord], results_dir: Path
@@ -33,8 +34,8 @@ def _frames(records: list[CellRecord], results_dir: Path
     agg = data.aggregate(cells)
     reps, sigs = intervals.cell_replicates(records, files.read_cell_scores(records, results_dir))
     if not agg.empty:
-        agg, group_reps, group_sig = intervals.bootstrap_groups(records, agg, reps, sigs)
-        agg = intervals.with_versus_best(agg, cells, group_reps, group_sig)
+        agg = intervals.bootstrap_groups(records, agg, reps, sigs)
+        agg = intervals.with_versus_best(agg, cells, reps, sigs)
         agg["vs_best"] = [markdown.fmt_vs_best(r) for _, r in agg.iterrows()]
     return cells, pc, agg, reps
 
@@ -48,16 +49,18 @@ def _scenario_plots(recs: list[CellRecord], sub: pd.DataFrame, results_dir: Path
     mats = {lab: mats[lab] for lab in sub["label"] if lab in mats}
     names = ["+".join(t) for t in data.task_names(recs)]
     tied = ties.tie_masks(ties.tied_entries(recs), len(names))
+    style = plots.styles(sub)
     figures = {
         ("R-matrix heatmaps (image AUROC)", "r_matrix_image_auroc"):
             lambda: plots.r_heatmaps(mats, names, tied=tied),
-        ("ACC vs latency (Pareto front)", "acc_vs_latency"): lambda: plots.acc_vs_latency(sub),
-        ("Forgetting (FM)", "forgetting"): lambda: plots.forgetting_bars(sub),
+        ("ACC vs latency (Pareto front)", "acc_vs_latency"):
+            lambda: plots.acc_vs_latency(sub, style),
+        ("Forgetting (FM)", "forgetting"): lambda: plots.forgetting_bars(sub, style),
         ("Per-task curves", "per_task"):
-            lambda: plots.per_task_curves(mats, seeds=data.seed_r(recs)),
-        ("Memory", "memory"): lambda: plots.memory_bars(sub),
+            lambda: plots.per_task_curves(mats, style, seeds=data.seed_r(recs)),
+        ("Memory", "memory"): lambda: plots.memory_bars(sub, style),
         ("Memory per task", "state_per_task"):
-            lambda: plots.state_per_task(data.state_per_task(recs)),
+            lambda: plots.state_per_task(data.state_per_task(recs), style),
     }
     made, notes = {}, []
     for (title, name), build in figures.items():
@@ -84,6 +87,23 @@ def _scenario_notes(sc: str, sub: pd.DataFrame, recs: list[CellRecord], reps: di
         notes.append(f"`{sc}`: no bootstrap interval for {', '.join(missing)} (per-sample "
                      "scores missing or unreadable)")
     return notes
+
+
+def rank_tests(pc: pd.DataFrame) -> dict[str, ranking.RankTest | None]:
+    """Friedman/Nemenyi per strategy and over all strategies (``data.rank_blocks``)."""
+    return {name: ranking.rank_test(blocks) for name, blocks in data.rank_blocks(pc).items()}
+
+
+def _ranks(pc: pd.DataFrame, out_dir: Path) -> list[str]:
+    """The ranks section with its CD diagrams saved under plots/."""
+    tests = rank_tests(pc)
+    links = {}
+    for name, test in tests.items():
+        if test is not None:
+            path = out_dir / "plots" / f"critical_difference_{files.slug(name)}.png"
+            files.save_figure(plots.cd_diagram(test, name), path)
+            links[name] = path.relative_to(out_dir).as_posix()
+    return markdown.ranks_section(tests, links)
 
 
 def write_report(results_dir: Path, out_dir: Path) -> Path:
@@ -116,6 +136,7 @@ def write_report(results_dir: Path, out_dir: Path) -> Path:
         pc_sc = pc[pc["scenario"] == sc] if len(pc) else pc
         sections.append(markdown.scenario_section(sc, sub, data.task_names(recs), pc_sc, links,
                                                   ties.tie_note(tied_sc)))
+    sections.append(_ranks(pc, out_dir))
     text = markdown.leaderboard(markdown.header(results_dir, records, cells, agg), sections,
                                 markdown.footer(cells, notes))
     return files.write_text(text, out_dir / "leaderboard.md")

@@ -27,10 +27,12 @@ from nfbench.benchmarks.records.record import CellRecord
 from nfbench.benchmarks.running.strategies import strategy_of_label
 
 __all__ = [
-    "GROUP_KEYS", "PRIMARY", "STATS", "MapColumn", "MapRow", "aggregate", "boot_cols", "bounds",
+    "ALL_STRATEGIES", "GROUP_KEYS", "PRIMARY", "STATS", "MapColumn", "MapRow", "aggregate",
+    "boot_cols", "bounds",
     "cells_frame", "color_range", "frame_keys", "group_key", "interval", "is_false",
     "map_cells", "mean_r", "nanmean", "number", "per_class_frame", "pick_samples",
-    "pooled_base", "r_matrices_frame", "seed_r", "summarised", "task_names",
+    "pooled_base", "r_matrices_frame", "rank_blocks", "seed_r", "strategy_kind", "summarised",
+    "task_names",
 ]
 
 GROUP_KEYS = ["variant", "scenario", "strategy", "task_aware"]
@@ -197,6 +199,31 @@ def per_class_frame(records: Sequence[CellRecord]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=None if rows else empty)
 
 
+ALL_STRATEGIES = "all strategies"
+
+
+def rank_blocks(pc: pd.DataFrame, metric: str = PRIMARY) -> dict[str, pd.DataFrame]:
+    """Blocks x methods score matrices for the ranks (``measuring.ranking``): per strategy
+    (own mechanisms together as "own"), blocks = (scenario, class) and methods = variants;
+    then over all strategies, methods = "variant / strategy". Seed means of the final
+    evaluation's per-class figure; a block lacking a method is kept (NaN) for the test to
+    drop."""
+    ok = pc[pc["status"] == "ok"] if len(pc) else pc
+    if ok.empty or metric not in ok.columns:
+        return {}
+    ok = ok.assign(kind=[strategy_kind(str(s)) + (" [task-aware]" if a else "")
+                         for s, a in zip(ok["strategy"], ok["task_aware"], strict=True)])
+    ok = ok.assign(method=ok["variant"].astype(str) + " / " + ok["kind"])
+    out = {}
+    for kind in sorted(dict.fromkeys(ok["kind"]), key=lambda k: _strategy_rank(k.split()[0])):
+        part = ok[ok["kind"] == kind]
+        out[kind] = part.pivot_table(index=["scenario", "class_name"], columns="variant",
+                                     values=metric, aggfunc="mean")
+    out[ALL_STRATEGIES] = ok.pivot_table(index=["scenario", "class_name"], columns="method",
+                                         values=metric, aggfunc="mean")
+    return out
+
+
 def r_matrices_frame(records: Sequence[CellRecord]) -> pd.DataFrame:
     """Long form of every R matrix: cell_id, metric, t, k, value (NaN where not evaluated)."""
     rows = [(rec.cell_id, m, t, k, v) for rec in records for m in rec.R
@@ -225,6 +252,14 @@ def _joined(s: pd.Series) -> str:
 def is_false(v: object) -> bool:
     """True only for an explicit False (a record without the field is not "no masks")."""
     return isinstance(v, bool | np.bool_) and not v
+
+
+SHARED_STRATEGIES = ("finetune", "replay", "joint")
+
+
+def strategy_kind(strategy: str) -> str:
+    """The strategy, or "own" for a model's own continual mechanism (named after its model)."""
+    return strategy if strategy in SHARED_STRATEGIES else "own"
 
 
 def _strategy_rank(s: str) -> tuple[int, str]:

@@ -1,5 +1,6 @@
 """Intervals and tests of the report: the bootstrap over test images and each row against
-its scenario's best (DESIGN.md "Uncertainty"; the numerics are ``statistics.py``).
+its scenario's best (DESIGN.md "Uncertainty", "Verdicts"; the numerics are
+``statistics.py`` and ``comparisons.py``).
 
 Works on typed records, the per-sample scores ``files.read_cell_scores`` loaded and the
 frames of ``data``; nothing here reads a file or formats a number.
@@ -12,6 +13,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from nfbench.benchmarks.measuring import comparisons as cmp
 from nfbench.benchmarks.measuring import statistics as st
 from nfbench.benchmarks.records.record import CellRecord
 from nfbench.benchmarks.report import compare_data
@@ -24,8 +26,7 @@ from nfbench.benchmarks.report.data import (
     nanmean,
 )
 
-__all__ = ["bootstrap_groups", "cell_replicates", "compare_tables", "versus_best",
-           "with_versus_best"]
+__all__ = ["bootstrap_groups", "cell_replicates", "compare_tables", "with_versus_best"]
 
 NAN = float("nan")
 
@@ -61,36 +62,32 @@ def cell_replicates(records: Sequence[CellRecord], scores: Mapping[str, st.CellS
 
 
 def _group_replicates(records: Sequence[CellRecord], reps: dict, sigs: dict
-                      ) -> tuple[dict[tuple, dict[str, np.ndarray]], dict[tuple, tuple]]:
+                      ) -> dict[tuple, dict[str, np.ndarray]]:
     """Per group, its seeds' replicates averaged (groups whose seeds share one test set)."""
     by_group: dict[tuple, list[str]] = {}
     for rec in records:
         if rec.cell_id in reps:
             by_group.setdefault(group_key(rec), []).append(rec.cell_id)
     group_reps: dict[tuple, dict[str, np.ndarray]] = {}
-    group_sig: dict[tuple, tuple] = {}
     for key, ids in by_group.items():
         if len({sigs[i] for i in ids}) != 1:
             continue
         cols = dict.fromkeys(c for i in ids for c in reps[i])
         group_reps[key] = {c: nanmean(np.stack([reps[i][c] for i in ids if c in reps[i]]),
                                        axis=0) for c in cols}
-        group_sig[key] = sigs[ids[0]]
-    return group_reps, group_sig
+    return group_reps
 
 
 def bootstrap_groups(records: Sequence[CellRecord], agg: pd.DataFrame, reps: dict, sigs: dict
-                     ) -> tuple[pd.DataFrame, dict[tuple, dict[str, np.ndarray]],
-                                dict[tuple, tuple]]:
+                     ) -> pd.DataFrame:
     """Add ``<col>__blo``/``__bhi`` (95% bootstrap interval over test images) to ``agg``.
 
     A multi-seed row is the seed mean, so its replicate is the mean of its seeds' replicates
     drawn with the same test-image counts (averaged, not pooled): the interval is the
     test-set uncertainty of the number shown, with the seeds held fixed. A row whose seeds
-    were scored on different test sets gets no bootstrap interval. Also returns each row's
-    averaged replicates and signature, for the paired tests.
+    were scored on different test sets gets no bootstrap interval.
     """
-    group_reps, group_sig = _group_replicates(records, reps, sigs)
+    group_reps = _group_replicates(records, reps, sigs)
     keys = frame_keys(agg)
     cols: dict[str, list[float]] = {}
     for col in boot_cols():
@@ -99,63 +96,58 @@ def bootstrap_groups(records: Sequence[CellRecord], agg: pd.DataFrame, reps: dic
         cols[f"{col}__blo"], cols[f"{col}__bhi"] = [c[0] for c in ci], [c[1] for c in ci]
     boot = pd.DataFrame(cols, index=agg.index)
     out = pd.concat([agg.drop(columns=list(cols), errors="ignore"), boot], axis=1)
-    return out, group_reps, group_sig
+    return out
 
 
-def versus_best(agg: pd.DataFrame, cells: pd.DataFrame, group_reps: dict, group_sig: dict,
-                col: str = f"{PRIMARY}_acc") -> tuple[int | None, list[st.Comparison | None]]:
-    """Each row of one scenario against its best FLOW row by mean ``col`` (best index, tests);
-    non-flow rows (the reference ceiling) are compared with it too but never are the best, so
-    the flow ranking stays readable. With no flow row, the best of all rows.
-
-    Welch's t-test across seeds where both rows have >= 2 seeds; otherwise the paired
-    bootstrap of the difference on the same resampled test images (both rows' replicates from
-    one draw of counts). None where neither is possible (no scores, other test sets).
-    """
-    means = agg.get(f"{col}__mean", pd.Series(np.nan, index=agg.index)).to_numpy(float)
-    if not np.isfinite(means).any():
-        return None, [None] * len(agg)
-    flows = agg["is_flow"].to_numpy(bool) if "is_flow" in agg else np.ones(len(agg), bool)
-    candidates = np.where(flows & np.isfinite(means), means, np.nan)
-    best = int(np.nanargmax(candidates if np.isfinite(candidates).any() else means))
+def _table_rows(agg: pd.DataFrame, cells: pd.DataFrame, reps: dict, sigs: dict, col: str
+                ) -> list[cmp.Row]:
+    """One ``comparisons.Row`` per aggregate row: its ok seeds' ``col`` and, where every seed
+    has replicates on the table's common test set, their test-image replicates."""
     ok = cells[cells["status"] == "ok"]
     values = ok[col] if col in ok else pd.Series(np.nan, index=ok.index)
-    seeds: dict[tuple, list[float]] = {}
-    for k, v in zip(frame_keys(ok), values, strict=True):
-        seeds.setdefault(k, []).append(float(v))
+    by_key: dict[tuple, list[tuple[float, str]]] = {}
+    for k, v, cid in zip(frame_keys(ok), values, ok["cell_id"], strict=True):
+        by_key.setdefault(k, []).append((float(v), str(cid)))
     keys = frame_keys(agg)
-    kb = keys[best]
-    out: list[st.Comparison | None] = []
-    for i, k in enumerate(keys):
-        if i == best or not np.isfinite(means[i]):
-            out.append(None)
-            continue
-        paired = group_sig.get(k) is not None and group_sig.get(k) == group_sig.get(kb)
-        a = group_reps.get(k, {}).get(col) if paired else None
-        b = group_reps.get(kb, {}).get(col) if paired else None
-        out.append(st.compare(seeds.get(k, []), seeds.get(kb, []), a, b))
-    return best, out
+    found = [sigs[c] for k in keys for _, c in by_key.get(k, []) if c in sigs]
+    common = max(set(found), key=found.count) if found else None
+    rows = []
+    for k in keys:
+        items = by_key.get(k, [])
+        ids = [c for _, c in items]
+        scored = bool(ids) and all(col in reps.get(c, {}) and sigs.get(c) == common for c in ids)
+        rows.append(cmp.Row(np.array([v for v, _ in items], dtype=float),
+                            np.stack([reps[c][col] for c in ids]) if scored else None))
+    return rows
 
 
-VS_BEST_COLS = ("vs_best_diff", "vs_best_lo", "vs_best_hi", "vs_best_p")
+VS_BEST_COLS = ("vs_best_diff", "vs_best_p")
 
 
-def with_versus_best(agg: pd.DataFrame, cells: pd.DataFrame, group_reps: dict,
-                     group_sig: dict) -> pd.DataFrame:
-    """``agg`` plus each row's test against its scenario's best row: vs_best_is_best, _diff,
-    _lo, _hi, _p, _method and _significant (None: undefined, or no test possible)."""
+def with_versus_best(agg: pd.DataFrame, cells: pd.DataFrame, reps: dict, sigs: dict,
+                     col: str = f"{PRIMARY}_acc") -> pd.DataFrame:
+    """``agg`` plus, per scenario, the verdicts of ``comparisons.verdicts`` on ``col``:
+    vs_best_is_best, vs_best_diff (row - best), vs_best_p (smallest Holm-adjusted p of a flow
+    above the row), vs_best_significant (significantly below the best; None: not testable),
+    and ``<col>__clo``/``__chi``: the row's 95% interval on seeds and test images together.
+
+    Only flow rows may be the best or put others below them (a reference ceiling is judged
+    but never is the best, so the flow ranking stays readable); with no flow, every row.
+    """
     agg = agg.assign(vs_best_is_best=False, **dict.fromkeys(VS_BEST_COLS, np.nan),
-                     vs_best_method="", vs_best_significant=None)
+                     vs_best_significant=None, **{f"{col}__clo": np.nan, f"{col}__chi": np.nan})
     agg["vs_best_significant"] = agg["vs_best_significant"].astype(object)
     for sc in dict.fromkeys(agg["scenario"]):
         idx = agg.index[agg["scenario"] == sc]
-        best, tests = versus_best(agg.loc[idx], cells, group_reps, group_sig)
-        for j, (i, c) in enumerate(zip(idx, tests, strict=True)):
-            agg.loc[i, "vs_best_is_best"] = j == best
-            if c is not None:
-                agg.loc[i, list(VS_BEST_COLS)] = (c.difference, c.low, c.high, c.p_value)
-                agg.at[i, "vs_best_method"] = c.method
-                agg.at[i, "vs_best_significant"] = c.significant
+        part = agg.loc[idx]
+        rows = _table_rows(part, cells, reps, sigs, col)
+        flows = part["is_flow"].to_numpy(bool) if "is_flow" in part else None
+        v = cmp.verdicts(rows, eligible=flows)
+        agg.loc[idx, f"{col}__clo"], agg.loc[idx, f"{col}__chi"] = cmp.row_intervals(rows)
+        agg.loc[idx, "vs_best_diff"], agg.loc[idx, "vs_best_p"] = v.difference, v.p_adjusted
+        agg.loc[idx, "vs_best_is_best"] = [j == v.best for j in range(len(idx))]
+        for i, below in zip(idx, v.below, strict=True):
+            agg.at[i, "vs_best_significant"] = below
     return agg
 
 

@@ -17,8 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from nfbench.benchmarks.measuring import comparisons as cmp
 from nfbench.benchmarks.measuring import statistics as st
 from nfbench.benchmarks.measuring.metrics import MetricSpec, metric_spec
+from nfbench.benchmarks.measuring.ranking import RankTest
 from nfbench.benchmarks.records.record import CellRecord
 from nfbench.benchmarks.report import data
 from nfbench.benchmarks.report.ties import TIED
@@ -119,20 +121,19 @@ def fmt_p(p: float) -> str:
 
 
 def fmt_vs_best(r: pd.Series) -> str:
-    """"best", "≈ -2.1 [-6.0, +1.5]" (not significant), "-9.8 [-14.2, -5.0]", "≈ -3.0 (Welch
-    p=0.20)", or "n/a" (no test possible), from ``intervals.with_versus_best``'s columns."""
+    """"best", "≈ -2.1" (not significantly below the best), "-9.8 (p=0.003)" (significantly
+    below; Holm-adjusted p), "? -3.0" (not testable) or "n/a", from
+    ``intervals.with_versus_best``'s columns."""
     if r["vs_best_is_best"]:
         return "best"
     if not np.isfinite(r["vs_best_diff"]):
         return NA
     spec = metric_spec(data.PRIMARY)
-    sig = r["vs_best_significant"]
-    mark = "? " if sig is None or sig != sig else "" if sig else "≈ "
-    d, s = spec.decimals, spec.scale
-    diff = f"{mark}{r['vs_best_diff'] * s:+.{d}f}"
-    if r["vs_best_method"] == "welch":
-        return f"{diff} (Welch {fmt_p(r['vs_best_p'])})"
-    return f"{diff} [{r['vs_best_lo'] * s:+.{d}f}, {r['vs_best_hi'] * s:+.{d}f}]"
+    diff = f"{r['vs_best_diff'] * spec.scale:+.{spec.decimals}f}"
+    below = r["vs_best_significant"]
+    if below is None or below != below:
+        return f"? {diff}"
+    return f"{diff} ({fmt_p(r['vs_best_p'])})" if below else f"≈ {diff}"
 
 
 def table(df: pd.DataFrame) -> str:
@@ -202,34 +203,117 @@ def _identity_columns() -> list[Column]:
              + (f" (+{r['failed']} failed)" if r["failed"] else ""))]
 
 
-def main_table(agg: pd.DataFrame) -> str:
-    """The per-scenario leaderboard table (``agg`` carries the vs-best columns)."""
-    cols = _identity_columns() + _score_columns(agg) + _cost_columns(agg)
+def _details_columns(agg: pd.DataFrame) -> list[Column]:
+    """Accuracy in full: seeds, every summarised metric with both intervals, the difference
+    to the best with its adjusted p."""
+    return _identity_columns() + _score_columns(agg)
+
+
+def details_tables(agg: pd.DataFrame) -> list[str]:
+    """The figures the first table leaves out: accuracy in full, then cost in full."""
+    cost = _identity_columns()[:2] + _cost_columns(agg)
+    return [_render(agg, _details_columns(agg)), _render(agg, cost)]
+
+
+def _render(agg: pd.DataFrame, cols: list[Column]) -> str:
     rows = [{name: cell(r) for name, cell in cols} for _, r in agg.iterrows()]
     return table(pd.DataFrame(rows, columns=[name for name, _ in cols]))
+
+
+def verdict_mark(r: pd.Series) -> str:
+    """"best", "≈" (not significantly below the best), "below" or "?" (not testable)."""
+    if r.get("vs_best_is_best", False):
+        return "best"
+    below = r.get("vs_best_significant")
+    if below is None or below != below or not np.isfinite(_get(r, "vs_best_diff")):
+        return "?"
+    return "below" if below else "≈"
+
+
+# A row's marks, each a short text ("" where it has none), joined in the table's `mark` column;
+# a new kind of mark (e.g. ties, calibration) adds its function here.
+MARKS: list[Callable[[pd.Series], str]] = [verdict_mark]
+
+
+def marks(r: pd.Series) -> str:
+    return " ".join(m for mark in MARKS if (m := mark(r)))
+
+
+def _primary_acc(r: pd.Series) -> str:
+    """Primary ACC with its 95% interval on seeds and test images together (the verdicts'
+    unit), else whichever interval the row has."""
+    spec = metric_spec(data.PRIMARY)
+    col = f"{spec.key}_acc"
+    lo, hi = _get(r, f"{col}__clo"), _get(r, f"{col}__chi")
+    if not has_interval(lo, hi):
+        return _ci(r, col, spec.scale, spec.decimals)
+    lo, hi = np.clip([lo, hi], *data.bounds(col))
+    return fmt_ci(_get(r, f"{col}__mean"), boot=(lo, hi), scale=spec.scale,
+                  decimals=spec.decimals)
+
+
+def _mean_only(spec: MetricSpec, stat: str) -> Callable[[pd.Series], str]:
+    def cell(r: pd.Series) -> str:
+        if spec.level == "pixel" and r["no_masks"]:
+            return NA
+        return fmt_pm(_get(r, f"{spec.key}_{stat}__mean"), scale=spec.scale,
+                      decimals=spec.decimals)
+    return cell
+
+
+def _glance_columns(agg: pd.DataFrame) -> list[Column]:
+    """model, strategy, image ACC [interval], mark, FM, pixel ACC, AUPRO ACC, latency, memory,
+    params: ten columns, one figure each."""
+    by_key = {s.key: s for s in data.summarised()}
+    primary = by_key[data.PRIMARY]
+    pixel = [s for s in data.summarised() if s.level == "pixel" and not s.pooled]
+    mem = dict(_cost_columns(agg))
+    mem_name = next(n for n in mem if n.startswith("mem batch 1"))
+    return [*_identity_columns()[:2],
+            (f"{primary.short} ACC [95%]", _primary_acc), ("mark", marks),
+            (f"{primary.short} FM", _mean_only(primary, "fm")),
+            *[(f"{s.short} ACC", _mean_only(s, "acc")) for s in pixel],
+            ("latency p50 (ms)", lambda r: fmt_pm(_get(r, "latency_ms_p50__mean"), scale=1,
+                                                   decimals=None)),
+            (mem_name, lambda r: fmt_pm(_get(r, "memory_mb_batch1__mean"), scale=1,
+                                        decimals=None)),
+            ("params", lambda r: fmt_count(_get(r, "params_total__mean")))]
+
+
+def main_table(agg: pd.DataFrame) -> str:
+    """The per-scenario table to read at a glance (``agg`` carries the verdict columns)."""
+    return _render(agg, _glance_columns(agg))
 
 
 # ---------------------------------------------------------------- the other tables
 
 
-def per_class_tables(pc: pd.DataFrame, agg: pd.DataFrame, classes: list[str]) -> list[str]:
-    """One table per summarised metric: rows = classes (task order), columns = groups."""
+def per_class_tables(pc: pd.DataFrame, agg: pd.DataFrame, classes: list[str],
+                     specs: Sequence[MetricSpec]) -> list[str]:
+    """Per metric of ``specs`` and per strategy, one table: rows = classes (task order),
+    columns = variants (one per model, so a table stays about ten columns wide)."""
     pc = pc[pc["status"] == "ok"] if len(pc) else pc
     if pc.empty:
         return []
     pc = pc.merge(agg[[*data.GROUP_KEYS, "label"]], on=data.GROUP_KEYS, how="left")
-    order = [lab for lab in agg["label"] if lab in set(pc["label"])]
     present = set(pc["class_name"])
     classes = [c for c in classes if c in present] + sorted(present - set(classes))
     out = []
-    for spec in data.summarised():
+    for spec in specs:
         if spec.key not in pc.columns or pc[spec.key].isna().all():
             continue
-        piv = pc.pivot_table(index="class_name", columns="label", values=spec.key,
-                             aggfunc="mean", dropna=False)
-        piv = piv.reindex(index=classes, columns=order).map(spec.format)
-        out.append(f"**{spec.label}** (final evaluation, mean over seeds)\n\n"
-                   + table(piv.reset_index().rename(columns={"class_name": "class"})))
+        kind = [data.strategy_kind(s) + (" [task-aware]" if a else "")
+                for s, a in zip(pc["strategy"], pc["task_aware"], strict=True)]
+        order = [data.strategy_kind(s) + (" [task-aware]" if a else "")
+                 for s, a in zip(agg["strategy"], agg["task_aware"], strict=True)]
+        for name in dict.fromkeys(order):
+            part = pc[[k == name for k in kind]]
+            variants = [v for v in dict.fromkeys(agg["variant"]) if v in set(part["variant"])]
+            piv = part.pivot_table(index="class_name", columns="variant", values=spec.key,
+                                   aggfunc="mean", dropna=False)
+            piv = piv.reindex(index=classes, columns=variants).map(spec.format)
+            out.append(f"**{spec.label}, {name}** (final evaluation, mean over seeds)\n\n"
+                       + table(piv.reset_index().rename(columns={"class_name": "class"})))
     return out
 
 
@@ -340,18 +424,18 @@ INTERVALS = (
     "class, while every point estimate is exact."
 )
 SIGNIFICANCE = (
-    f"`{VS_BEST}`: the row's image ACC minus that of the scenario's best row, in points. "
-    "`≈` marks a difference that is not significant at the 5% level, i.e. inside the noise: "
-    "where both rows have >= 2 seeds, Welch's t-test across seeds (p shown); otherwise a paired "
-    "bootstrap, both rows recomputed on the same resampled test images, whose 95% interval of "
-    "the difference (shown) contains 0. Unmarked rows are significantly below the best; `?` "
-    "means the test was undefined; n/a means no per-sample scores to test with."
+    f"`{VS_BEST}`: the row's image ACC minus the best flow row's, in points; `≈` marks a row "
+    "not significantly below the best. Procedure: " + cmp.PROCEDURE + "; a row is below the "
+    "best when a flow row is significantly above it (adjusted p shown), and the rows marked "
+    "`≈` with the best form a 95% confidence set for it. With one seed per row the spread "
+    "across seeds is not observable, so the test then carries test-image noise only. `?`: not "
+    "testable (no per-sample scores)."
 )
 CEILING = (
     "Rows marked (reference ceiling) are not normalizing flows (e.g. a nearest-neighbour "
     "memory bank on the same features): the strongest simple baseline, shown for "
-    "scale. The best-row test ranks the flows only; a ceiling row is tested against the best "
-    "flow like any other row."
+    "scale. Only flow rows can be the best; a ceiling row is tested against the flows like "
+    "any other row."
 )
 BATCH_DEPENDENT = (
     "‡ This entry's scores depend on the other images in its batch (against the contract's rule "
@@ -398,30 +482,65 @@ def header(results_dir: Path, records: Sequence[CellRecord], cells: pd.DataFrame
     return lines
 
 
+def _folded(summary: str, body: list[str]) -> list[str]:
+    """A collapsed section (GitHub renders <details>; plain markdown shows it in full)."""
+    return ["<details>", f"<summary>{summary}</summary>", "", *body, "</details>", ""]
+
+
 def scenario_section(scenario: str, sub: pd.DataFrame, tasks: list[list[str]],
                      pc: pd.DataFrame, plots: dict[str, str],
                      tie_note: str | None = None) -> list[str]:
-    """One scenario: its tasks, leaderboard (with the note on its tied entries), per-class and
-    threshold tables, plot links ({title: path relative to the leaderboard})."""
+    """One scenario: its tasks, the table to read at a glance (with the note on its tied
+    entries), per-class tables of the primary metric (one per strategy), plot links ({title:
+    path relative to the leaderboard}), then the details folded: every figure with both
+    intervals, cost, the other metrics per class and the thresholds."""
     lines = [f"## Scenario `{scenario}`", "",
              f"T = {len(tasks)} tasks: " + " → ".join(", ".join(t) for t in tasks) + ".", ""]
     no_masks = sorted({str(d) for d, n in zip(sub["dataset_name"], sub["no_masks"], strict=True)
                        if n})
     if no_masks:
         lines += [f"Dataset {', '.join(f'`{d}`' for d in no_masks)} has no ground-truth masks, "
-                  "so pixel metrics were not measured (pixel columns: n/a (no masks)).", ""]
+                  "so pixel metrics were not measured (pixel columns: n/a).", ""]
     lines += [main_table(sub), ""]
     lines += [tie_note, ""] if tie_note else []
     classes = [c for t in tasks for c in t]
-    if tables := per_class_tables(pc, sub, classes):
+    specs = [s for s in data.summarised() if not s.pooled]
+    if tables := per_class_tables(pc, sub, classes, specs[:1]):
         lines += ["### Per class", "", *[t + "\n" for t in tables]]
-    if thr := thresholds_table(sub):
-        lines += ["### Automatic thresholds", "",
-                  "F1 (precision / recall) in points at each automatic threshold, final "
-                  "evaluation. " + thr[0], "", thr[1], ""]
     if plots:
         lines += ["### Plots", ""]
         lines += [line for title, p in plots.items() for line in (f"![{title}]({p})", "")]
+    accuracy, cost = details_tables(sub)
+    details = ["Accuracy with both intervals and the difference to the best:", "", accuracy,
+               "", "Cost:", "", cost, ""]
+    details += [t + "\n" for t in per_class_tables(pc, sub, classes, specs[1:])]
+    if thr := thresholds_table(sub):
+        details += ["Automatic thresholds: F1 (precision / recall) in points at each automatic "
+                    "threshold, final evaluation. " + thr[0], "", thr[1], ""]
+    return lines + _folded(f"Details of <code>{scenario}</code>", details)
+
+
+def ranks_section(tests: dict[str, RankTest | None], plots: dict[str, str]) -> list[str]:
+    """Mean ranks over (scenario, class) blocks per strategy and over all strategies, with the
+    Friedman test and the Nemenyi critical difference; CD diagrams linked ({name: path})."""
+    if not any(tests.values()):
+        return []
+    lines = ["## Ranks across scenarios and classes", "",
+             f"Blocks are (scenario, class) pairs scored by every compared method; within a "
+             f"block methods are ranked on {metric_spec(data.PRIMARY).label} of the final "
+             "evaluation (1 = best). Friedman test, then Nemenyi's post-hoc test (Demšar 2006): "
+             "methods joined by a bar in a diagram, or closer than CD in mean rank, are not "
+             "told apart at the 5% level.", ""]
+    rows = [{"strategy": name, "blocks": t.blocks, "methods": len(t.mean_ranks),
+             "Friedman χ²": f"{t.statistic:.2f}", "p": fmt_p(t.p_value), "CD": f"{t.cd:.2f}",
+             "best mean rank": f"{t.mean_ranks.index[0]} ({t.mean_ranks.iloc[0]:.2f})"}
+            for name, t in tests.items() if t is not None]
+    lines += [table(pd.DataFrame(rows)), ""]
+    skipped = [name for name, t in tests.items() if t is None]
+    if skipped:
+        lines += [f"Not ranked (fewer than 3 methods or 2 complete blocks): "
+                  f"{', '.join(skipped)}.", ""]
+    lines += [line for name, p in plots.items() for line in (f"![CD diagram, {name}]({p})", "")]
     return lines
 
 

@@ -9,32 +9,88 @@ where a row has several, else the bootstrap over test images (where there is non
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import scikit_posthocs as skp  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.patches import Rectangle  # noqa: E402
 
 from nfbench.benchmarks.measuring.metrics import metric_spec  # noqa: E402
+from nfbench.benchmarks.measuring.ranking import RankTest  # noqa: E402
 from nfbench.benchmarks.measuring.statistics import seed_interval  # noqa: E402
 from nfbench.benchmarks.report import data  # noqa: E402
 from nfbench.benchmarks.report.data import MapColumn, MapRow  # noqa: E402
 
-__all__ = ["PLOT_NAMES", "acc_vs_latency", "anomaly_maps", "compare_figure", "forgetting_bars",
-           "memory_bars", "per_task_curves", "r_heatmaps", "state_per_task"]
+__all__ = ["PLOT_NAMES", "acc_vs_latency", "anomaly_maps", "cd_diagram", "compare_figure",
+           "forgetting_bars",
+           "memory_bars", "per_task_curves", "r_heatmaps", "state_per_task", "styles"]
 
 PLOT_NAMES = ("r_matrix_image_auroc", "acc_vs_latency", "forgetting", "per_task", "memory",
-              "state_per_task", "anomaly_maps")
+              "state_per_task", "anomaly_maps", "critical_difference")
 
 
-def _colors(labels: list[str]) -> dict[str, tuple]:
-    """One stable colour per group label."""
-    cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
-    return {lab: cmap(i % cmap.N) for i, lab in enumerate(labels)}
+MARKERS = {"finetune": "o", "replay": "s", "own": "^", "joint": "*"}
+LINES = {"finetune": "-", "replay": "--", "own": "-.", "joint": ":"}
+
+
+@dataclass(frozen=True)
+class Style:
+    """How one group is drawn: the colour of its model, the marker and line of its strategy."""
+
+    color: tuple
+    marker: str
+    line: str
+    model: str
+    strategy: str
+
+
+def styles(agg: pd.DataFrame) -> dict[str, Style]:
+    """Per group label: one colour per model (variant), one marker per strategy, so a legend
+    needs one entry per model and one per strategy instead of one per row."""
+    variants = list(dict.fromkeys(agg["variant"]))
+    cmap = plt.get_cmap("tab10" if len(variants) <= 10 else "tab20")
+    out = {}
+    for lab, v, s, a in zip(agg["label"], agg["variant"], agg["strategy"], agg["task_aware"],
+                            strict=True):
+        kind = data.strategy_kind(str(s))
+        name = kind + (" [task-aware]" if a else "")
+        out[str(lab)] = Style(cmap(variants.index(v) % cmap.N), MARKERS.get(kind, "D"),
+                              LINES.get(kind, "-"), str(v), name)
+    return out
+
+
+def _resolve(style: dict[str, Style] | None, labels: list[str]) -> dict[str, Style]:
+    """``style``, or styles read off "variant / strategy" labels where none was given."""
+    if style is not None and all(lab in style for lab in labels):
+        return style
+    parts = [(lab.split(" / ", 1) + ["finetune"])[:2] for lab in labels]
+    return styles(pd.DataFrame({"label": labels, "variant": [p[0] for p in parts],
+                                "strategy": [p[1] for p in parts], "task_aware": False}))
+
+
+def _legends(ax: Axes, used: dict[str, Style], extra: list | None = None) -> None:
+    """Two legends right of the figure (constrained layout): models (colours) and strategies
+    (markers and lines), plus ``extra`` handles."""
+    models = {s.model: s for s in used.values()}
+    order = list(MARKERS)
+    kinds = dict(sorted({s.strategy: s for s in used.values()}.items(),
+                        key=lambda kv: order.index(kv[0].split()[0]) if kv[0].split()[0] in order
+                        else len(order)))
+    fig = ax.get_figure()
+    fig.legend(handles=[Line2D([], [], color=s.color, marker="o", ls="", label=m)
+                        for m, s in models.items()],
+               title="model", fontsize=8, title_fontsize=8, loc="outside right upper")
+    fig.legend(handles=[Line2D([], [], color="0.3", marker=s.marker, ls=s.line, label=k)
+                        for k, s in kinds.items()] + (extra or []),
+               title="strategy", fontsize=8, title_fontsize=8, loc="outside right lower")
 
 
 def _err(mean: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
@@ -129,19 +185,20 @@ def _curve_interval(c: np.ndarray, per_seed: list[np.ndarray]) -> np.ndarray:
     return np.array([seed_interval([p[t] for p in per_seed]) for t in range(len(c))])
 
 
-def _draw_curve(ax: Axes, lab: str, c: np.ndarray, ci: np.ndarray, color: tuple) -> None:
+def _draw_curve(ax: Axes, lab: str, c: np.ndarray, ci: np.ndarray, style: Style) -> None:
     x = np.arange(1, len(c) + 1)
     fin = np.isfinite(c)
     err = _err(c, ci[:, 0], ci[:, 1])[:, fin]
     single = fin.sum() == 1  # joint: one evaluation, drawn as a reference level
-    if single:
-        ax.axhline(c[fin][0], color=color, ls="--", lw=1.2)
+    if single:  # joint: one evaluation, drawn as a level
+        ax.axhline(c[fin][0], color=style.color, ls=style.line, lw=1.2)
     ax.errorbar(x[fin], c[fin], yerr=err if np.isfinite(ci).any() else None,
-                fmt="*" if single else "o-", ms=12 if single else 6, color=color, capsize=3,
-                label=f"{lab} (single eval)" if single else lab)
+                marker=style.marker, ls="" if single else style.line, ms=10 if single else 6,
+                color=style.color, capsize=3, label=lab)
 
 
-def per_task_curves(mats: dict[str, np.ndarray], metric: str = data.PRIMARY,
+def per_task_curves(mats: dict[str, np.ndarray], style: dict[str, Style] | None = None,
+                    metric: str = data.PRIMARY,
                     seeds: dict[str, list[np.ndarray]] | None = None) -> Figure | None:
     """Mean score over tasks seen so far (k <= t) after each task t, one line per group.
 
@@ -152,19 +209,19 @@ def per_task_curves(mats: dict[str, np.ndarray], metric: str = data.PRIMARY,
     curves = {k: v for k, v in curves.items() if np.isfinite(v).any()}
     if not curves:
         return None
-    colors = _colors(list(mats))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    style = _resolve(style, list(curves))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
     for lab, c in curves.items():
         per_seed = [_curve(m) for m in (seeds or {}).get(lab, []) if m.shape == (len(c), len(c))]
-        _draw_curve(ax, lab, c, _curve_interval(c, per_seed), colors[lab])
+        _draw_curve(ax, lab, c, _curve_interval(c, per_seed), style[lab])
     ax.set_xticks(range(1, max(len(v) for v in curves.values()) + 1))
     ax.set_xlabel("after training task t")
     ax.set_ylabel(f"mean {_label(metric)} over tasks 1..t (points)")
     several = seeds and any(len(v) > 1 for v in seeds.values())
     ax.set_title("Per-task curve (class-incremental stream"
-                 + ("; bars: 95% interval across seeds)" if several else ")"))
+                 + (";\nbars: 95% interval across seeds)" if several else ")"))
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    _legends(ax, {lab: style[lab] for lab in curves})
     return fig
 
 
@@ -181,8 +238,16 @@ def _pareto(lat: np.ndarray, acc: np.ndarray, ok: np.ndarray) -> list[int]:
     return front
 
 
-def acc_vs_latency(agg: pd.DataFrame) -> Figure | None:
-    """Primary ACC vs latency p50 per group, with the Pareto front (faster and better).
+def _choosable(agg: pd.DataFrame) -> np.ndarray:
+    """Rows a user would pick for a continual stream: the flows' continual strategies (not a
+    reference ceiling, not the joint upper bound, which needs every class at once)."""
+    flows = agg["is_flow"].to_numpy(bool) if "is_flow" in agg else np.ones(len(agg), bool)
+    return flows & (agg["strategy"] != "joint").to_numpy(bool)
+
+
+def acc_vs_latency(agg: pd.DataFrame, style: dict[str, Style] | None = None) -> Figure | None:
+    """Primary ACC vs latency p50 per group, with the Pareto front (faster and better) over
+    the rows a user would choose (``_choosable``).
 
     Error bars: 95% intervals of ACC (seeds, else test-image bootstrap) and of latency (seeds).
     """
@@ -192,16 +257,21 @@ def acc_vs_latency(agg: pd.DataFrame) -> Figure | None:
     ok = np.isfinite(acc) & np.isfinite(lat)
     if not ok.any():
         return None
-    colors = _colors(list(agg["label"]))
     yerr, xerr = _err(acc, acc_lo, acc_hi) * spec.scale, _err(lat, lat_lo, lat_hi)
-    fig, ax = plt.subplots(figsize=(7, 4.8))
+    fig, ax = plt.subplots(figsize=(7.5, 4.8), layout="constrained")
+    labels = [str(lab) for lab in agg["label"]]
+    style = _resolve(style, labels)
     for i in np.flatnonzero(ok):
-        lab = agg["label"].iloc[i]
+        st = style[labels[i]]
         ax.errorbar(lat[i], acc[i] * spec.scale, xerr=xerr[:, i : i + 1], yerr=yerr[:, i : i + 1],
-                    fmt="o", ms=7, color=colors[lab], capsize=3, label=lab)
-    front = _pareto(lat, acc, ok)
-    ax.step(lat[front], acc[front] * spec.scale, where="post", ls="--", color="0.4", lw=1.2,
-            label="Pareto front", zorder=0)
+                    marker=st.marker, ms=8, ls="", color=st.color, capsize=2, elinewidth=0.8,
+                    alpha=0.9, label=labels[i])
+    front = _pareto(lat, acc, ok & _choosable(agg))
+    extra = []
+    if front:
+        ax.step(lat[front], acc[front] * spec.scale, where="post", ls="--", color="0.4", lw=1.2,
+                zorder=0, label="Pareto front")
+        extra = [Line2D([], [], ls="--", color="0.4", label="Pareto front (flows, continual)")]
     if lat[ok].min() > 0 and lat[ok].max() / lat[ok].min() > 20:
         ax.set_xscale("log")
     ax.set_xlabel("latency p50 (ms / image, batch 1)")
@@ -209,16 +279,16 @@ def acc_vs_latency(agg: pd.DataFrame) -> Figure | None:
     ax.set_title("Accuracy vs latency (up and left is better)")
     ax.grid(alpha=0.3)
     ax.margins(x=0.15, y=0.15)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    _legends(ax, {labels[i]: style[labels[i]] for i in np.flatnonzero(ok)}, extra)
     return fig
 
 
 def _hbars(ax: Axes, labels: list[str], mean: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-           colors: dict, fmt: str = "{:.1f}") -> None:
+           style: dict[str, Style], fmt: str = "{:.1f}") -> None:
     """Horizontal bars with 95%-interval error bars and value labels; NaN bars written n/a."""
     y = np.arange(len(labels))
     err = _err(mean, lo, hi)
-    ax.barh(y, np.nan_to_num(mean), xerr=err, color=[colors[lab] for lab in labels], capsize=3,
+    ax.barh(y, np.nan_to_num(mean), xerr=err, color=[style[lab].color for lab in labels], capsize=3,
             height=0.6)
     span = np.nanmax(np.abs(mean) + err[1]) if np.isfinite(mean).any() else 1.0
     for yi, v, up in zip(y, mean, err[1], strict=True):
@@ -237,18 +307,18 @@ def _bar_panels(labels: list[str], n: int, width: float) -> tuple[Figure, np.nda
                         squeeze=False)
 
 
-def forgetting_bars(agg: pd.DataFrame) -> Figure | None:
+def forgetting_bars(agg: pd.DataFrame, style: dict[str, Style] | None = None) -> Figure | None:
     """FM (points) per group, one panel per summarised metric that has any."""
     specs = [s for s in data.summarised()
              if not s.pooled and np.isfinite(_col(agg, f"{s.key}_fm__mean")).any()]
     if not specs:
         return None
-    labels = list(agg["label"])
-    colors = _colors(labels)
+    labels = [str(lab) for lab in agg["label"]]
+    style = _resolve(style, labels)
     fig, axes = _bar_panels(labels, len(specs), 3.6)
     for ax, spec in zip(axes[0], specs, strict=True):
         mean, lo, hi = data.interval(agg, f"{spec.key}_fm")
-        _hbars(ax, labels, mean * spec.scale, lo * spec.scale, hi * spec.scale, colors)
+        _hbars(ax, labels, mean * spec.scale, lo * spec.scale, hi * spec.scale, style)
         ax.set_title(f"FM, {spec.label}", fontsize=10)
         ax.set_xlabel("forgetting (points, lower is better)")
         ax.axvline(0, color="0.3", lw=0.8)
@@ -261,7 +331,7 @@ MEMORY_TITLES = {"memory_mb_batch1": "batch 1", "memory_mb_batch32": "batch 32",
                  "peak_memory_mb": "peak"}
 
 
-def memory_bars(agg: pd.DataFrame) -> Figure | None:
+def memory_bars(agg: pd.DataFrame, style: dict[str, Style] | None = None) -> Figure | None:
     """Memory (MB) per group at batch 1 and at batch 32 (older records: their one peak in
     both), with the kind of measurement in the axis label and 95% intervals across seeds."""
     cols = [c for c in ("memory_mb_batch1", "memory_mb_batch32")
@@ -270,11 +340,12 @@ def memory_bars(agg: pd.DataFrame) -> Figure | None:
         cols = ["peak_memory_mb"]
     if not cols:
         return None
-    labels = list(agg["label"])
+    labels = [str(lab) for lab in agg["label"]]
+    style = _resolve(style, labels)
     kinds = sorted({k for ks in agg["memory_kind"].dropna() for k in str(ks).split("/") if k})
     fig, axes = _bar_panels(labels, len(cols), 5)
     for ax, col in zip(axes[0], cols, strict=True):
-        _hbars(ax, labels, *data.interval(agg, col), _colors(labels), fmt="{:.0f} MB")
+        _hbars(ax, labels, *data.interval(agg, col), style, fmt="{:.0f} MB")
         ax.set_title(f"memory, {MEMORY_TITLES[col]}", fontsize=10)
         ax.set_xlabel(f"MB ({', '.join(kinds) or 'kind unknown'})")
     fig.suptitle("Memory per variant / strategy", fontsize=11)
@@ -284,22 +355,25 @@ def memory_bars(agg: pd.DataFrame) -> Figure | None:
 # ---------------------------------------------------------------- anomaly maps
 
 
-def state_per_task(states: dict[str, np.ndarray]) -> Figure | None:
+def state_per_task(states: dict[str, np.ndarray], style: dict[str, Style] | None = None
+                   ) -> Figure | None:
     """The model's state (MB) after each task, one line per group: a memory bank that keeps
     every task grows; a flow stays flat."""
     states = {lab: s for lab, s in states.items() if len(s) > 1}  # joint trains once
     if not states:
         return None
-    colors = _colors(list(states))
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+    style = _resolve(style, list(states))
+    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
     for lab, s in states.items():
-        ax.plot(np.arange(1, len(s) + 1), s, "o-", color=colors[lab], label=lab)
+        st = style[lab]
+        ax.plot(np.arange(1, len(s) + 1), s, marker=st.marker, ls=st.line, color=st.color,
+                label=lab)
     ax.set_xticks(range(1, max(len(s) for s in states.values()) + 1))
     ax.set_xlabel("after training task t")
     ax.set_ylabel("model state: parameters + buffers (MB)")
-    ax.set_title("Memory per task (a memory bank grows, a flow does not)")
+    ax.set_title("Memory per task\n(a memory bank grows, a flow does not)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    _legends(ax, {lab: style[lab] for lab in states})
     return fig
 
 
@@ -351,6 +425,21 @@ def anomaly_maps(rows: list[MapRow], cols: list[MapColumn]) -> Figure:
         ax.set_yticks([])
     fig.suptitle("Anomaly maps, final evaluation (white contour = ground truth)", fontsize=10)
     fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- ranks
+
+
+def cd_diagram(test: RankTest, title: str) -> Figure:
+    """Critical-difference diagram (Demšar 2006): mean ranks on an axis (1 = best, left), a
+    bar joining methods the Nemenyi test does not tell apart, and the CD as a scale bar."""
+    k = len(test.mean_ranks)
+    fig, ax = plt.subplots(figsize=(7.5, 1.2 + 0.28 * k), layout="constrained")
+    skp.critical_difference_diagram(test.mean_ranks, test.posthoc, ax=ax, alpha=test.alpha,
+                                    label_props={"fontsize": 8})
+    ax.set_title(f"{title}: mean rank over {test.blocks} blocks (1 = best); Friedman "
+                 f"p = {test.p_value:.2g}, Nemenyi CD = {test.cd:.2f}", fontsize=9)
     return fig
 
 

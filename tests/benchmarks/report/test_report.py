@@ -16,6 +16,7 @@ from PIL import Image
 from scipy import stats as sps
 from sklearn.metrics import roc_auc_score
 
+import nfbench.benchmarks.report as report_module
 from nfbench.benchmarks.measuring import metrics
 from nfbench.benchmarks.measuring.statistics import stratified_counts
 from nfbench.benchmarks.records.record import (
@@ -27,7 +28,7 @@ from nfbench.benchmarks.records.record import (
     read_record,
     write_record,
 )
-from nfbench.benchmarks.report import data, files, plots, write_report
+from nfbench.benchmarks.report import data, files, markdown, plots, write_report
 from nfbench.benchmarks.report.markdown import fmt_ci, fmt_pm
 from nfbench.benchmarks.report.ties import TIED, tie_masks, tied_entries
 
@@ -150,15 +151,17 @@ def _row(md: str, *cells: str) -> list[str]:
     raise AssertionError(f"no row {cells} in leaderboard:\n{md}")
 
 
-def _table_row(md: str, *cells: str) -> dict[str, str]:
-    """The first markdown table row starting with ``cells``, as {header: cell}."""
+def _table_row(md: str, *cells: str, column: str | None = None) -> dict[str, str]:
+    """The first markdown table row starting with ``cells`` (in a table with ``column``, when
+    given), as {header: cell}."""
     header: list[str] = []
     lines = md.splitlines()
     for i, line in enumerate(lines):
         parts = [p.strip() for p in line.strip().strip("|").split("|")]
         if i + 1 < len(lines) and lines[i + 1].startswith("|--"):
             header = parts
-        elif parts[: len(cells)] == list(cells) and header:
+        elif parts[: len(cells)] == list(cells) and header and (column is None
+                                                                  or column in header):
             return dict(zip(header, parts, strict=True))
     raise AssertionError(f"no row {cells} in:\n{md}")
 
@@ -205,7 +208,13 @@ def test_write_report_full(results: Path, tmp_path: Path) -> None:
     assert path == out / "leaderboard.md"
     md = path.read_text()
 
-    ff = _table_row(md, "fastflow", "finetune")
+    glance = _table_row(md, "fastflow", "finetune")  # the first table: ten columns
+    assert list(glance) == ["variant", "strategy", "img AUROC ACC [95%]", "mark", "img AUROC FM",
+                            "pix AUROC ACC", "AUPRO ACC", "latency p50 (ms)",
+                            "mem batch 1 (MB, cpu_rss_over_backbone)", "params"]
+    assert glance["mark"] == "≈" and glance["img AUROC FM"] == "3.5"
+    assert _table_row(md, "ccnf", "joint")["mark"] == "best"
+    ff = _table_row(md, "fastflow", "finetune", column="seeds")  # details: accuracy in full
     ff_ids = [f"fastflow__synthetic-2x1__finetune__s{s}__deadbeef" for s in (0, 1)]
     ff_reps = _boot_acc(results, ff_ids)
     lo, hi = _seed_ci([0.90, 0.93])
@@ -216,33 +225,33 @@ def test_write_report_full(results: Path, tmp_path: Path) -> None:
     assert ff["img AUROC FM"].startswith("3.5 [")
     assert ff["img AUROC FM"].endswith(f"s[{lo * 100:.1f}, {hi * 100:.1f}]")
     assert ff["pix AUROC ACC"].startswith("89.5 [")  # mean of 0.88 and 0.91, bootstrap from maps
-    assert ff["latency p50 (ms)"].startswith("3.20 s[")  # cost: seed interval only
-    assert ff["train time (s)"] == "4.00"  # identical seeds: no interval for a cost
-    assert ff["params"] == "123.5k"
-    assert ff["mem batch 1 (MB, cpu_rss_over_backbone)"].startswith("40.5 s[")
-    assert ff["mem batch 32 (MB, cpu_rss_over_backbone)"].startswith("850 s[")
+    cost = _table_row(md, "fastflow", "finetune", column="latency p95 (ms)")
+    assert cost["latency p50 (ms)"].startswith("3.20 s[")  # cost: seed interval only
+    assert cost["train time (s)"] == "4.00"  # identical seeds: no interval for a cost
+    assert cost["params"] == "123.5k"
+    assert cost["mem batch 1 (MB, cpu_rss_over_backbone)"].startswith("40.5 s[")
+    assert cost["mem batch 32 (MB, cpu_rss_over_backbone)"].startswith("850 s[")
 
-    cc = _table_row(md, "ccnf", "joint")
+    cc = _table_row(md, "ccnf", "joint", column="seeds")
     cc_reps = _boot_acc(results, ["ccnf__synthetic-2x1__joint__s0__deadbeef"])
     assert cc["seeds"] == "1" and cc["img AUROC ACC"] == f"95.0 {_ci_text(cc_reps)}"  # no s[...]
     assert cc["img AUROC FM"] == cc["img AUROC BWT"] == "n/a"  # joint: no FM / BWT
     assert cc["Δ img ACC vs best"] == "best"
-    # fastflow (2 seeds) vs ccnf (1 seed): paired bootstrap on the same resampled images
-    d = (ff_reps - cc_reps) * 100
-    lo, hi = np.percentile(d, [2.5, 97.5])
-    mark = "≈ " if lo <= 0 <= hi else ""
-    assert ff["Δ img ACC vs best"] == f"{mark}-3.5 [{lo:+.1f}, {hi:+.1f}]"
-    assert _table_row(md, "cflow", "finetune")["seeds"] == "0 (+1 failed)"
-    assert "Seeds per row: 1 to 2" in md and "Welch's t-test" in md
+    # fastflow (2 seeds) vs ccnf (1 seed): the spread of 2 seeds has 1 degree of freedom, so
+    # 3.5 points are not significant on seeds and images together
+    assert ff["Δ img ACC vs best"] == "≈ -3.5"
+    assert _table_row(md, "cflow", "finetune", column="seeds")["seeds"] == "0 (+1 failed)"
+    assert "Seeds per row: 1 to 2" in md and "Holm-adjusted over all pairs" in md
     assert "`s[a, b]` is a Student-t interval across seeds" in md
     assert "img AUROC pooled ACC" not in md  # one class per task: same number
     assert "(newest cell created 2026-11-23T12:00:00+00:00)" in md  # the records' `created`
 
     # per-class table, thresholds (the oracle reports F1 only), failure, how-to-read, plots
-    head = _row(md, "class")
-    grass = dict(zip(head, _row(md, "grass"), strict=True))  # first per-class table: image AUROC
-    assert grass["fastflow / finetune"] == f"{np.mean([0.91, 0.94]) * 100:.1f}"  # seed mean
-    assert grass["ccnf / joint"] == "96.0"
+    # per-class tables: one per strategy, columns = variants; image AUROC first
+    grass = _table_row(md, "grass", column="fastflow")  # finetune comes first
+    assert grass["fastflow"] == f"{np.mean([0.91, 0.94]) * 100:.1f}"  # seed mean
+    assert _table_row(md, "grass", column="ccnf")["ccnf"] == "96.0"  # the joint table
+    assert "**image AUROC, finetune**" in md and "**image AUROC, joint**" in md
     thr = _table_row(md, "ccnf / joint")
     assert thr["percentile_99 F1 (P / R; FA)"] == "80.0 (90.0 / 70.0; 25.0)"  # FA: normals flagged
     assert thr["oracle_f1max F1"] == "90.0"
@@ -292,7 +301,7 @@ def test_schema_1_record_memory_peak(results: Path, tmp_path: Path) -> None:
                        memory_kind="cpu_peak_rss")
     p.write_text(json.dumps(old))
     md = write_report(results, tmp_path / "r").read_text()
-    cc = _table_row(md, "ccnf", "joint")
+    cc = _table_row(md, "ccnf", "joint", column="mem batch 32 (MB)")
     assert cc["mem batch 1 (MB)"] == cc["mem batch 32 (MB)"] == "900 (cpu_peak_rss (schema 1))"
 
 
@@ -306,7 +315,7 @@ def test_single_cell_missing_maps(results: Path, tmp_path: Path) -> None:
     for p in (results / "scores").glob("*.npz"):
         p.unlink()
     md = write_report(results, out).read_text()
-    cc = _table_row(md, "ccnf", "joint")
+    cc = _table_row(md, "ccnf", "joint", column="seeds")
     assert cc["img AUROC ACC"].startswith("95.0 [")  # image bootstrap from the CSV alone
     assert cc["pix AUROC ACC"] == "93.0"  # no maps: no pixel interval, the exact point stays
     assert cc["Δ img ACC vs best"] == "best"
@@ -344,17 +353,20 @@ def test_new_record_fields(results: Path, tmp_path: Path) -> None:
     assert _table_row(md, "hgad", SCENARIO, "hgad", "0")["reason"] == skipped.skip_reason
     assert "hgad" not in md.split("## Not run")[0]  # no leaderboard row, not a failure
     assert "hgad" not in md.split("## Failed cells")[1]
-    cc = _table_row(md, "ccnf ‡", "joint")
+    assert _table_row(md, "ccnf ‡", "joint")["pix AUROC ACC"] == "n/a"  # the first table
+    cc = _table_row(md, "ccnf ‡", "joint", column="seeds")
     assert cc["pix AUROC ACC"] == cc["AUPRO ACC"] == "n/a (no masks)"
     assert "Dataset `plain` has no ground-truth masks, so pixel metrics were not measured" in md
     assert "‡ This entry's scores depend on the other images in its batch" in md
     assert cc["img AUROC pooled ACC"] == "90.0"  # differs from 95.0 in this row: shown
-    assert _table_row(md, "fastflow", "finetune")["img AUROC pooled ACC"].startswith("91.5")
+    ff = _table_row(md, "fastflow", "finetune", column="seeds")
+    assert ff["img AUROC pooled ACC"].startswith("91.5")
     # memory kinds differ between rows: each value names its kind
+    cc = _table_row(md, "ccnf ‡", "joint", column="latency p95 (ms)")
     assert cc["mem batch 1 (MB)"] == "12.5 (cuda_max_allocated)"
     assert cc["mem batch 32 (MB)"] == "40.0 (cuda_max_allocated)"
-    assert _table_row(md, "fastflow", "finetune")["mem batch 32 (MB)"].endswith(
-        "(cpu_rss_over_backbone)")
+    ff_cost = _table_row(md, "fastflow", "finetune", column="latency p95 (ms)")
+    assert ff_cost["mem batch 32 (MB)"].endswith("(cpu_rss_over_backbone)")
     # calibration differs per row: named in a column of the threshold table
     assert _table_row(md, "ccnf / joint")["calibrated on"] == "all classes (80 images)"
     assert _table_row(md, "fastflow / finetune")["calibrated on"] == "current task (40 images)"
@@ -380,13 +392,13 @@ def test_a_new_summarised_metric_is_one_table_row(results: Path, tmp_path: Path,
         write_record(p, rec)
     out = tmp_path / "r"
     md = write_report(results, out).read_text()
-    ff = _table_row(md, "fastflow", "finetune")
+    ff = _table_row(md, "fastflow", "finetune", column="seeds")
     lo, hi = _seed_ci([0.60, 0.70])
     # a seed interval, and a bootstrap interval from the stored scores (no edit needed)
     assert ff["img R@1 ACC"].startswith("65.0 [")
     assert ff["img R@1 ACC"].endswith(f" s[{lo * 100:.1f}, {min(hi, 1) * 100:.1f}]")
     assert ff["img R@1 FM"].startswith("15.0 [") and " s[" in ff["img R@1 FM"]
-    assert "**image recall@1** (final evaluation, mean over seeds)" in md
+    assert "**image recall@1, finetune** (final evaluation, mean over seeds)" in md
     recs = [r for r in load_records(results)[0] if r.ok]
     agg = data.aggregate(data.cells_frame(recs))
     fig = plots.forgetting_bars(agg)
@@ -398,7 +410,7 @@ def test_a_new_summarised_metric_is_one_table_row(results: Path, tmp_path: Path,
 def test_report_is_deterministic(results: Path, tmp_path: Path) -> None:
     a = write_report(results, tmp_path / "a").read_text()
     b = write_report(results, tmp_path / "b").read_text()
-    assert a == b and "[" in _table_row(a, "ccnf", "joint")["img AUROC ACC"]
+    assert a == b and "[" in _table_row(a, "ccnf", "joint", column="seeds")["img AUROC ACC"]
 
 
 def test_fmt_ci() -> None:
@@ -422,7 +434,9 @@ def _agg() -> pd.DataFrame:
     """Two groups: A with a seed interval (and a bootstrap one), B with a bootstrap one only."""
     nan = float("nan")
     return pd.DataFrame({
-        "label": ["A / finetune", "B / joint"], "memory_kind": ["cpu_rss_over_backbone"] * 2,
+        "label": ["A / finetune", "B / joint"], "variant": ["A", "B"],
+        "strategy": ["finetune", "joint"], "task_aware": False, "is_flow": True,
+        "memory_kind": ["cpu_rss_over_backbone"] * 2,
         "image_auroc_acc__mean": [0.80, 0.70], "image_auroc_acc__lo": [0.74, nan],
         "image_auroc_acc__hi": [0.86, nan], "image_auroc_acc__blo": [0.75, 0.61],
         "image_auroc_acc__bhi": [0.84, 0.77],
@@ -445,10 +459,22 @@ def test_acc_vs_latency_error_bars_are_the_intervals(close_figures: None) -> Non
     (x_a,) = bars[0].lines[2][0].get_segments()
     np.testing.assert_allclose(x_a[:, 0], [9.0, 12.0])  # latency across seeds
     assert ax.get_ylabel() == "image AUROC ACC (points, 95% interval)"  # label from the table
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
-        "Pareto front", "A / finetune", "B / joint"]
+    models, strategies = ax.get_figure().legends  # one colour per model, a marker per strategy
+    assert [t.get_text() for t in models.get_texts()] == ["A", "B"]
+    assert [t.get_text() for t in strategies.get_texts()] == [
+        "finetune", "joint", "Pareto front (flows, continual)"]
     front = next(ln for ln in ax.lines if ln.get_label() == "Pareto front")
-    assert list(front.get_xdata()) == [10.0] and list(front.get_ydata()) == [80.0]  # B: slower
+    assert list(front.get_xdata()) == [10.0] and list(front.get_ydata()) == [80.0]  # B: joint
+
+
+def test_pareto_front_runs_over_the_flows_continual_rows(close_figures: None) -> None:
+    """A ceiling row or a joint row, however fast and good, is not on the front."""
+    agg = pd.concat([_agg(), _agg().iloc[:1].assign(
+        label="C / finetune", variant="C", is_flow=False, image_auroc_acc__mean=0.95,
+        latency_ms_p50__mean=1.0)], ignore_index=True)
+    ax = plots.acc_vs_latency(agg).axes[0]
+    front = next(ln for ln in ax.lines if ln.get_label() == "Pareto front")
+    assert list(front.get_xdata()) == [10.0]
 
 
 def test_forgetting_bars_error_bars_are_the_intervals(close_figures: None) -> None:
@@ -512,9 +538,10 @@ def test_per_task_curves_joint_is_a_reference_level(close_figures: None) -> None
     mats = {"A / finetune": np.array([[90.0, nan], [80.0, 70.0]]),
             "B / joint": np.array([[nan, nan], [88.0, 86.0]])}
     ax = plots.per_task_curves(mats).axes[0]
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["A / finetune", "B / joint (single eval)"]
-    level = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
+    models, strategies = ax.get_figure().legends
+    assert [t.get_text() for t in models.get_texts()] == ["A", "B"]
+    assert [t.get_text() for t in strategies.get_texts()] == ["finetune", "joint"]
+    level = [ln for ln in ax.lines if ln.get_linestyle() == ":"]
     assert len(level) == 1 and level[0].get_ydata()[0] == pytest.approx(87.0)
 
 
@@ -590,3 +617,24 @@ def test_tied_entries_are_marked_listed_and_written(results: Path, tmp_path: Pat
     assert written[["label", "seed", "class", "share"]].values.tolist() == [
         ["fastflow / finetune", 1, "alpha", 1.0]]
     assert tie_masks(tied_entries([]), 2) == {}
+
+
+def test_rank_blocks_per_strategy_and_over_all(close_figures: None) -> None:
+    """Blocks are (scenario, class); methods are variants per strategy (own mechanisms
+    together), and variant / strategy over all; the report draws a CD diagram for each."""
+    rows = [{"cell_id": f"{v}{s}{c}", "variant": v, "scenario": "sc", "strategy": s,
+             "task_aware": False, "seed": 0, "status": "ok", "class_name": c,
+             "image_auroc": score}
+            for v, own, base in (("A", "A", 0.9), ("B", "B", 0.8), ("C", "C", 0.7))
+            for s in ("finetune", own) for c, score in (("x", base), ("y", base - 0.1))]
+    blocks = data.rank_blocks(pd.DataFrame(rows))
+    assert list(blocks) == ["finetune", "own", data.ALL_STRATEGIES]
+    assert list(blocks["own"].columns) == ["A", "B", "C"]
+    assert list(blocks["own"].index) == [("sc", "x"), ("sc", "y")]
+    assert "A / own" in blocks[data.ALL_STRATEGIES].columns
+    tests = report_module.rank_tests(pd.DataFrame(rows))
+    assert list(tests["finetune"].mean_ranks.index) == ["A", "B", "C"]
+    fig = plots.cd_diagram(tests["finetune"], "finetune")
+    assert "Nemenyi CD" in fig.axes[0].get_title()
+    md = "\n".join(markdown.ranks_section(tests, {"finetune": "plots/cd.png"}))
+    assert "Friedman" in md and "(plots/cd.png)" in md
