@@ -27,6 +27,7 @@ from nfbench.benchmarks.measuring.cost import (
     WARMUP,
 )
 from nfbench.benchmarks.measuring.evaluate import EvalSet, evaluation_row
+from nfbench.benchmarks.running.calibration import split_for_calibration
 from nfbench.benchmarks.running.cell import resolve_device
 from nfbench.benchmarks.running.runner import RunRequest, backbone_groups, variant_name
 from nfbench.benchmarks.running.strategies import (
@@ -163,16 +164,19 @@ def placeholder_dataset(name: str, sizes: dict[str, tuple[int, int]]) -> Dataset
 
 def estimate_cell(units: UnitCosts, model_name: str, overrides: dict, strategy_name: str,
                   strategy_overrides: dict, dataset: Dataset, scenario: Scenario,
-                  seed: int) -> dict[str, float]:
-    """Seconds per stage of one cell (features excluded: they are shared by the grid)."""
+                  seed: int, calibration_split: float = 0.0) -> dict[str, float]:
+    """Seconds per stage of one cell (features excluded: they are shared by the grid); the
+    strategy trains without the calibration images, as in a real run."""
     model_class = get_model_class(model_name)
     config = model_class.config_class(**overrides)
+    split = split_for_calibration(dataset, scenario.classes, calibration_split, seed)
     strategy = get_strategy_class(strategy_name, model_class)(
-        build_config(strategy_name, **strategy_overrides), scenario, dataset, seed, model_class)
+        build_config(strategy_name, **strategy_overrides), scenario, split.training, seed,
+        model_class)
     n_test = sum(len(dataset[c].test) for c in scenario.classes)
     stages = dict.fromkeys(("setup", "training", "evaluation", "metrics", "thresholds"), 0.0)
     stages["setup"] = units.setup
-    held = 0
+    samples: list[Sample] = []
     for phase in strategy.phases():
         samples = strategy.training_samples(phase)
         held = len(samples)
@@ -183,7 +187,7 @@ def estimate_cell(units: UnitCosts, model_name: str, overrides: dict, strategy_n
         seen = sum(len(dataset[c].test) for t in scenario.tasks[: phase.row + 1] for c in t)
         stages["metrics"] += seen * units.metrics_per_image
         strategy.after_phase(None, phase)
-    stages["thresholds"] = held * units.score_per_image
+    stages["thresholds"] = len(split.calibration_images(samples)) * units.score_per_image
     return stages
 
 
@@ -234,7 +238,7 @@ def _model_rows(group: RunRequest, model: str, overrides: dict, units: UnitCosts
         for seed in group.seeds:
             stages = estimate_cell(units, model, overrides, strategy_class.name,
                                    group.strategy_overrides.get(strategy_class.name, {}),
-                                   dataset, scenario, seed)
+                                   dataset, scenario, seed, group.calibration_split)
             stages["cost"] = units.inference_cost() if first and group.measure_cost else 0.0
             first = False
             rows.append({"scenario": scenario.name, "variant": variant_name(model, overrides),
