@@ -404,6 +404,8 @@ is given at batch 1 and at batch 32 (`cuda_max_allocated`: the GPU allocator's p
 """
 
 INTERVALS = (
+    "In each scenario's first table, the image ACC interval is the 95% interval on seeds and "
+    "test images together (the unit the marks are tested on); the details give the two apart. "
     "Intervals (95%): `[a, b]` is a bootstrap over test images ({n} replicates of the stored "
     "per-sample scores; images resampled with replacement within each class and label; fixed "
     "seed, so the report is reproducible; a multi-seed row averages its seeds' replicates, "
