@@ -415,12 +415,13 @@ INTERVALS = (
     "class, while every point estimate is exact."
 )
 SIGNIFICANCE = (
-    f"`{VS_BEST}`: the row's image ACC minus the best flow row's, in points; `≈` marks a row "
-    "not significantly below the best. Procedure: " + cmp.PROCEDURE + "; a row is below the "
+    "`mark` (first table): `best` (the best flow row by image ACC), `≈` (not significantly "
+    "below it), `below` (significantly below it), `?` (not testable: no per-sample scores); "
+    f"`{VS_BEST}` (details): the row's image ACC minus the best's, in points. Procedure: "
+    + cmp.PROCEDURE + "; a row is below the "
     "best when a flow row is significantly above it (adjusted p shown), and the rows marked "
     "`≈` with the best form a 95% confidence set for it. With one seed per row the spread "
-    "across seeds is not observable, so the test then carries test-image noise only. `?`: not "
-    "testable (no per-sample scores)."
+    "across seeds is not observable, so the test then carries test-image noise only."
 )
 CEILING = (
     "Rows marked (reference ceiling) are not normalizing flows (e.g. a nearest-neighbour "
