@@ -1,4 +1,4 @@
-"""`nfbench` command line: run, list, presets, report, compare, check, diagnose, data.
+"""`nfbench` command line: run, list, presets, report, paper, compare, check, diagnose, data.
 
 Each model's and strategy's flags are generated from its config dataclass
 (`--<model>.<field>`, e.g. `--replay.per-class 20`). Bad input (missing paths, unknown model,
@@ -26,6 +26,7 @@ from nfbench.benchmarks.commands.flags import (
     overrides_from_args,
 )
 from nfbench.benchmarks.commands.grids import GridError, load_grid, presets
+from nfbench.benchmarks.commands.paper import PaperError, add_paper_arguments, main_paper
 from nfbench.benchmarks.commands.status import add_status_arguments, main_status
 from nfbench.benchmarks.commands.tune import TuneError, add_tune_arguments, main_tune
 from nfbench.benchmarks.running.calibration import check_fraction
@@ -44,7 +45,7 @@ from nfbench.models.base import count_parameters
 from nfbench.models.registry import UnknownModelError, available_models, get_model_class
 
 USER_ERRORS = (DatasetError, BackboneError, UnknownModelError, StrategyError, DeviceError,
-               GridError, FileNotFoundError, TuneError, ExecutorError)
+               GridError, FileNotFoundError, TuneError, ExecutorError, PaperError)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -123,6 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="leaderboard, CSVs and plots from stored results")
     report.add_argument("--results", dest="results_dir", type=Path, default=Path("results"))
     report.add_argument("--out", type=Path, default=Path("reports"))
+    add_paper_arguments(sub.add_parser("paper", help="the experimental section as LaTeX "
+                                       "(booktabs tables, setup.tex, vector figures, main.tex)"))
     add_compare_arguments(sub.add_parser("compare", help="native vs anomalib reference, "
                                          "side by side"))
     diagnose = sub.add_parser("diagnose", help="seed 001's pilot diagnostics (drift, freeze "
@@ -265,7 +268,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "report": report_command, "compare": main_compare, "data": main_data,
     "diagnose": diagnose_command, "check": check_command, "tune": main_tune,
     "plan": plan_command,
-    "status": main_status,
+    "status": main_status, "paper": main_paper,
 }
 
 

@@ -24,11 +24,11 @@ from nfbench.benchmarks.measuring import ranking
 from nfbench.benchmarks.records.record import CellRecord, load_records
 from nfbench.benchmarks.report import data, files, intervals, markdown, plots, ties
 
-__all__ = ["rank_tests", "write_report"]
+__all__ = ["cd_diagrams", "frames", "rank_tests", "scenario_plots", "write_report"]
 
 
-def _frames(records: list[CellRecord], results_dir: Path
-            ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, dict]]:
+def frames(records: list[CellRecord], results_dir: Path
+           ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, dict]]:
     """(cells, per-class, aggregate with intervals and tests, cell replicates)."""
     cells, pc = data.cells_frame(records), data.per_class_frame(records)
     agg = data.aggregate(cells)
@@ -40,9 +40,11 @@ def _frames(records: list[CellRecord], results_dir: Path
     return cells, pc, agg, reps
 
 
-def _scenario_plots(recs: list[CellRecord], sub: pd.DataFrame, results_dir: Path,
-                    plot_dir: Path, suffix: str) -> tuple[dict[str, Path], list[str]]:
-    """All figures of one scenario, saved; ({title: path} of those made, notes)."""
+def scenario_plots(recs: list[CellRecord], sub: pd.DataFrame, results_dir: Path,
+                   plot_dir: Path, suffix: str, ext: str = "png"
+                   ) -> tuple[dict[str, Path], list[str]]:
+    """All figures of one scenario, saved as ``ext`` (png; pdf for the paper: vector);
+    ({title: path} of those made, notes)."""
     if sub.empty or not any(r.ok for r in recs):
         return {}, ["no plots: no successful cells"]
     mats = data.mean_r(recs)
@@ -68,11 +70,11 @@ def _scenario_plots(recs: list[CellRecord], sub: pd.DataFrame, results_dir: Path
         if fig is None:
             notes.append(f"{title}: skipped (no data)")
         else:
-            made[title] = files.save_figure(fig, plot_dir / f"{name}{suffix}.png")
+            made[title] = files.save_figure(fig, plot_dir / f"{name}{suffix}.{ext}")
     rows, cols, note = files.anomaly_panel(recs, results_dir)
     if cols:
         made["Anomaly maps"] = files.save_figure(plots.anomaly_maps(rows, cols),
-                                                 plot_dir / f"anomaly_maps{suffix}.png")
+                                                 plot_dir / f"anomaly_maps{suffix}.{ext}")
     return made, notes + ([note] if note else [])
 
 
@@ -94,15 +96,19 @@ def rank_tests(pc: pd.DataFrame) -> dict[str, ranking.RankTest | None]:
     return {name: ranking.rank_test(blocks) for name, blocks in data.rank_blocks(pc).items()}
 
 
+def cd_diagrams(tests: dict[str, ranking.RankTest | None], plot_dir: Path, ext: str = "png"
+                ) -> dict[str, Path]:
+    """One critical-difference diagram per ranked strategy (and over all), saved."""
+    return {name: files.save_figure(plots.cd_diagram(test, name),
+                                    plot_dir / f"critical_difference_{files.slug(name)}.{ext}")
+            for name, test in tests.items() if test is not None}
+
+
 def _ranks(pc: pd.DataFrame, out_dir: Path) -> list[str]:
     """The ranks section with its CD diagrams saved under plots/."""
     tests = rank_tests(pc)
-    links = {}
-    for name, test in tests.items():
-        if test is not None:
-            path = out_dir / "plots" / f"critical_difference_{files.slug(name)}.png"
-            files.save_figure(plots.cd_diagram(test, name), path)
-            links[name] = path.relative_to(out_dir).as_posix()
+    links = {name: p.relative_to(out_dir).as_posix()
+             for name, p in cd_diagrams(tests, out_dir / "plots").items()}
     return markdown.ranks_section(tests, links)
 
 
@@ -113,7 +119,7 @@ def write_report(results_dir: Path, out_dir: Path) -> Path:
     (out_dir / "plots").mkdir(parents=True, exist_ok=True)
     files.clear_plots(out_dir / "plots", plots.PLOT_NAMES)  # stale plots of an earlier report
     records, notes = load_records(results_dir)
-    cells, pc, agg, reps = _frames(records, results_dir)
+    cells, pc, agg, reps = frames(records, results_dir)
     files.write_csv(cells, out_dir / "csv" / "summary.csv")
     files.write_csv(pc, out_dir / "csv" / "per_class.csv")
     files.write_csv(data.r_matrices_frame(records), out_dir / "csv" / "r_matrices.csv")
@@ -130,7 +136,7 @@ def write_report(results_dir: Path, out_dir: Path) -> Path:
         recs = [r for r in records if r.scenario == sc]
         notes += _scenario_notes(sc, sub, recs, reps)
         suffix = "" if len(scenarios) == 1 else f"_{files.slug(sc)}"
-        made, plot_notes = _scenario_plots(recs, sub, results_dir, out_dir / "plots", suffix)
+        made, plot_notes = scenario_plots(recs, sub, results_dir, out_dir / "plots", suffix)
         notes += [f"`{sc}`: {n}" for n in plot_notes]
         links = {title: p.relative_to(out_dir).as_posix() for title, p in made.items()}
         pc_sc = pc[pc["scenario"] == sc] if len(pc) else pc

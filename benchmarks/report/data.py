@@ -324,14 +324,19 @@ def aggregate(cells: pd.DataFrame) -> pd.DataFrame:
 
 
 def interval(agg: pd.DataFrame, col: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(mean, lo, hi) of an aggregated column for error bars: the 95% interval across seeds
-    where a row has one, else the bootstrap interval over test images, else NaN."""
+    """(mean, lo, hi) of an aggregated column for error bars: the 95% interval on seeds and
+    test images together where the verdicts computed one (``__clo``/``__chi``), else across
+    seeds, else the bootstrap over test images, else NaN."""
     def get(suffix: str) -> np.ndarray:
         return agg.get(f"{col}__{suffix}", pd.Series(np.nan, index=agg.index)).to_numpy(float)
 
     lo, hi = get("lo"), get("hi")
     seeds = np.isfinite(lo) & np.isfinite(hi)
-    return get("mean"), np.where(seeds, lo, get("blo")), np.where(seeds, hi, get("bhi"))
+    lo, hi = np.where(seeds, lo, get("blo")), np.where(seeds, hi, get("bhi"))
+    both = np.isfinite(get("clo")) & np.isfinite(get("chi"))
+    low, high = bounds(col)
+    return (get("mean"), np.where(both, np.clip(get("clo"), low, high), lo),
+            np.where(both, np.clip(get("chi"), low, high), hi))
 
 
 # ---------------------------------------------------------------- figures' data

@@ -415,6 +415,8 @@ is given at batch 1 and at batch 32 (`cuda_max_allocated`: the GPU allocator's p
 """
 
 INTERVALS = (
+    "In each scenario's first table, the image ACC interval is the 95% interval on seeds and "
+    "test images together (the unit the marks are tested on); the details give the two apart. "
     "Intervals (95%): `[a, b]` is a bootstrap over test images ({n} replicates of the stored "
     "per-sample scores; images resampled with replacement within each class and label; fixed "
     "seed, so the report is reproducible; a multi-seed row averages its seeds' replicates, "
@@ -424,12 +426,13 @@ INTERVALS = (
     "class, while every point estimate is exact."
 )
 SIGNIFICANCE = (
-    f"`{VS_BEST}`: the row's image ACC minus the best flow row's, in points; `≈` marks a row "
-    "not significantly below the best. Procedure: " + cmp.PROCEDURE + "; a row is below the "
+    "`mark` (first table): `best` (the best flow row by image ACC), `≈` (not significantly "
+    "below it), `below` (significantly below it), `?` (not testable: no per-sample scores); "
+    f"`{VS_BEST}` (details): the row's image ACC minus the best's, in points. Procedure: "
+    + cmp.PROCEDURE + "; a row is below the "
     "best when a flow row is significantly above it (adjusted p shown), and the rows marked "
     "`≈` with the best form a 95% confidence set for it. With one seed per row the spread "
-    "across seeds is not observable, so the test then carries test-image noise only. `?`: not "
-    "testable (no per-sample scores)."
+    "across seeds is not observable, so the test then carries test-image noise only."
 )
 CEILING = (
     "Rows marked (reference ceiling) are not normalizing flows (e.g. a nearest-neighbour "

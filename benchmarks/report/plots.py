@@ -3,8 +3,10 @@
 Each function returns a Figure (or None when there is nothing to draw); ``files.save_figure``
 writes it. Inputs are what ``data`` computed: the per-scenario aggregate (one row per
 variant/strategy group, ``<col>__mean`` with its 95% intervals) and seed-mean R matrices.
-Scores are plotted in points (x100). Error bars are 95% intervals, never std: across seeds
+Scores are plotted in points (x100). Error bars are 95% intervals, never std
+(``data.interval``): on seeds and test images together for the primary ACC, else across seeds
 where a row has several, else the bootstrap over test images (where there is none, no bar).
+One colour per model and one marker (and line style) per strategy, so legends stay short.
 """
 
 from __future__ import annotations
@@ -249,7 +251,7 @@ def acc_vs_latency(agg: pd.DataFrame, style: dict[str, Style] | None = None) -> 
     """Primary ACC vs latency p50 per group, with the Pareto front (faster and better) over
     the rows a user would choose (``_choosable``).
 
-    Error bars: 95% intervals of ACC (seeds, else test-image bootstrap) and of latency (seeds).
+    Error bars: 95% intervals of ACC (``data.interval``) and of latency (seeds).
     """
     spec = metric_spec(data.PRIMARY)
     acc, acc_lo, acc_hi = data.interval(agg, f"{spec.key}_acc")
