@@ -28,10 +28,11 @@ from nfbench.benchmarks.running.strategies import StrategyError
 from nfbench.datasets.base import DatasetError
 from nfbench.models.backbone import BackboneError, FeatureInfo
 from nfbench.models.base import count_parameters
+from nfbench.models.feature_cache import STORE_MODES, StoreError
 from nfbench.models.registry import UnknownModelError, available_models, get_model_class
 
 USER_ERRORS = (DatasetError, BackboneError, UnknownModelError, StrategyError, DeviceError,
-               GridError, FileNotFoundError, TuneError, ExecutorError)
+               GridError, FileNotFoundError, TuneError, ExecutorError, StoreError)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -70,6 +71,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="cells in N parallel processes (default 1)")
     parser.add_argument("--eval-batch-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--autocast", choices=("none", "bf16"), help=argparse.SUPPRESS)
+    parser.add_argument("--feature-store", choices=STORE_MODES,
+                        help="where backbone features live: auto (default: disk if it fits, "
+                        "else memory, else recompute), memory, disk (shared, memory-mapped), "
+                        "recompute (per batch on the device)")
     add_slurm_arguments(parser)
     parser.add_argument("--strict", action="store_true",
                         help="exit 1 when any cell failed (CI, make gpu-check)")

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from nfbench.benchmarks.measuring.cost import measure_cost
-from nfbench.benchmarks.measuring.evaluate import EvalSet, score_all, scoring_precision
+from nfbench.benchmarks.measuring.evaluate import EvalSet, image_scores, scoring_precision
 from nfbench.benchmarks.measuring.thresholds import threshold_report
 from nfbench.benchmarks.records.record import CellRecord
 from nfbench.datasets.base import Dataset, Sample
@@ -102,7 +102,7 @@ class Thresholds(Callback):
             held = ctx.held
             ids = ctx.env.class_ids(held) if ctx.spec.task_aware else None
             features = ctx.env.cache.features(held, desc="train scores")
-            _, train_scores = score_all(ctx.model, features, ids, ctx.env.device,
+            train_scores = image_scores(ctx.model, features, ids, ctx.env.device,
                                         ctx.env.eval_batch_size, ctx.env.autocast)
             ctx.record.thresholds = threshold_report(
                 ctx.model, train_scores, ctx.scores, ctx.test.labels, ctx.test_features)

@@ -117,7 +117,8 @@ def start_cell(spec: CellSpec, env: CellEnv, cid: str) -> CellContext:
         cell_id=cid, status="ok", created=now(), **spec.identity(env.scenario.name, strategy.label),
         tasks=[list(t) for t in env.scenario.tasks], backbone=backbone.describe(),
         config=dataclasses.asdict(model.config),
-        run_settings={"strategy": dataclasses.asdict(strategy.config), "autocast": env.autocast},
+        run_settings={"strategy": dataclasses.asdict(strategy.config), "autocast": env.autocast,
+                      "feature_store": env.cache.choice.describe()},
         environment=environment(env.device), batch_dependent_scores=model.batch_dependent_scores,
         is_flow=model.is_flow)
     test = build_test_set(env.dataset, env.scenario, backbone.input_size)

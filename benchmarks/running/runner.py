@@ -37,7 +37,7 @@ from nfbench.datasets.catalog import open_dataset
 from nfbench.datasets.scenarios import build_scenario
 from nfbench.datasets.validate import validate_dataset
 from nfbench.models.backbone import Backbone
-from nfbench.models.feature_cache import FeatureCache
+from nfbench.models.feature_cache import open_feature_cache
 from nfbench.models.registry import build_config as build_model_config
 from nfbench.models.registry import get_model_class
 
@@ -68,6 +68,7 @@ class RunRequest:
     retry_failed: bool = False
     workers: int = 1  # cells in parallel processes (several per GPU allowed)
     eval_batch_size: int = 32  # images per scoring call; scores never depend on it
+    feature_store: str = "auto"  # auto|memory|disk|recompute (models/feature_cache.py)
     autocast: str = "none"  # "bf16": score under bfloat16 autocast (GPU speed; opt-in)
     executor: str = "local"  # local (this machine) or slurm (a job array; slurm_executor.py)
     slurm_partition: str | None = None
@@ -135,7 +136,9 @@ def open_env(request: RunRequest, show_progress: bool = True, validate: bool = T
         validate_dataset(dataset, scenario.classes, request.cache_dir)
     backbone = Backbone(request.backbone, request.backbone_layers, request.backbone_weights,
                         request.input_size)
-    cache = FeatureCache(backbone, request.cache_dir / "features", device)
+    images = sum(len(dataset[c].train) + len(dataset[c].test) for c in scenario.classes)
+    cache = open_feature_cache(backbone, request.cache_dir / "features", device,
+                               request.feature_store, images, max(1, request.workers))
     cache.show_progress = show_progress
     return CellEnv(dataset, scenario, cache, Path(request.results_dir), device, show_progress,
                    concurrent_cells=max(1, request.workers),
