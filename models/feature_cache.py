@@ -88,7 +88,7 @@ def choose_store(requested: str, feature_bytes: int, cache_dir: Path | None,
         return StoreChoice(requested, "asked for")
     gb = feature_bytes / 1e9
     if cache_dir is not None:
-        free_disk = shutil.disk_usage(_existing_parent(Path(cache_dir))).free
+        free_disk = shutil.disk_usage(existing_parent(Path(cache_dir))).free
         if feature_bytes <= AUTO_HEADROOM * free_disk:
             return StoreChoice("disk", f"auto: {gb:.2f} GB of features, {free_disk / 1e9:.0f} "
                                        "GB free on disk")
@@ -100,7 +100,7 @@ def choose_store(requested: str, feature_bytes: int, cache_dir: Path | None,
                                     "the memory")
 
 
-def _existing_parent(path: Path) -> Path:
+def existing_parent(path: Path) -> Path:
     while not path.exists() and path != path.parent:
         path = path.parent
     return path

@@ -111,6 +111,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "calibration on this device")
     add_run_arguments(plan)
     plan.add_argument("--calibration-steps", type=int, default=3)
+    plan.add_argument("--steps-only", action="store_true",
+                      help="counts, memory and disk without calibrating (seconds, no device)")
+    plan.add_argument("--gpus", type=int, help="the wall-clock time on N GPUs")
+    plan.add_argument("--per-cell", action="store_true", help="a row per cell as well")
     check = sub.add_parser("check", help="regression check against reports/baselines")
     check.add_argument("--baseline", type=Path, default=Path("reports/baselines/check.json"))
     check.add_argument("--update", action="store_true", help="rewrite the baseline")

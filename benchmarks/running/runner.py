@@ -157,6 +157,12 @@ def own_skip_reason(model: str) -> str | None:
     return None
 
 
+def cell_skip_reason(model: str, strategy: str) -> str | None:
+    """Why the runner skips a (model, registered strategy) cell, or None when it runs: the
+    one rule, shared with `nfbench plan` so it counts only the cells that run."""
+    return own_skip_reason(model) if strategy == "own" else None
+
+
 def plan_cells(request: RunRequest, env: CellEnv) -> list[PlannedCell]:
     """Every requested cell in grid order, with its id (a digest of every setting that
     shapes its numbers) and, for a cell that will not run, the reason."""
@@ -167,7 +173,7 @@ def plan_cells(request: RunRequest, env: CellEnv) -> list[PlannedCell]:
         config = build_model_config(model, **overrides)
         for name in request.strategies:
             strategy_class = get_strategy_class(name, model_class)
-            skip = own_skip_reason(model) if strategy_class.name == "own" else None
+            skip = cell_skip_reason(model, strategy_class.name)
             label = "own" if skip else (model_class.own_strategy if strategy_class.name == "own"
                                         else strategy_class.name)
             strategy_overrides = request.strategy_overrides.get(strategy_class.name, {})
