@@ -237,11 +237,12 @@ def feature_info_of(group: RunRequest) -> FeatureInfo:
 
 
 def host_bytes(work: CellWork, info: FeatureInfo, batch_size: int) -> int:
-    """The large host arrays of one cell beside the features: every phase's float16 test maps
-    (kept for the scores file), one float32 scoring pass, the masks, and a float16 and a
-    float32 copy of a training and a scoring batch of features."""
+    """The large host arrays of one cell beside the features: a scoring pass's test maps in
+    float32 and as stored (float16; earlier phases' maps wait on disk, memory-mapped), the
+    latest maps, the masks, and a float16 and a float32 copy of a training and a scoring
+    batch of features."""
     pixels = work.test_images * info.input_size ** 2
-    maps = pixels * (2 * work.phases + 4 + 1)
+    maps = pixels * (4 + 2 + 2 + 1)
     batches = (batch_size + SCORE_BATCH) * bytes_per_image(info) * 3
     return maps + batches
 
