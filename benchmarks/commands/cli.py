@@ -42,10 +42,11 @@ from nfbench.benchmarks.running.strategies import (
 from nfbench.datasets.base import DatasetError
 from nfbench.models.backbone import BackboneError, FeatureInfo
 from nfbench.models.base import count_parameters
+from nfbench.models.feature_cache import STORE_MODES, StoreError
 from nfbench.models.registry import UnknownModelError, available_models, get_model_class
 
 USER_ERRORS = (DatasetError, BackboneError, UnknownModelError, StrategyError, DeviceError,
-               GridError, FileNotFoundError, TuneError, ExecutorError, PaperError)
+               GridError, FileNotFoundError, TuneError, ExecutorError, PaperError, StoreError)
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -97,6 +98,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="cells in N parallel processes (default 1)")
     parser.add_argument("--eval-batch-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--autocast", choices=("none", "bf16"), help=argparse.SUPPRESS)
+    parser.add_argument("--feature-store", choices=STORE_MODES,
+                        help="where backbone features live: auto (default: disk if it fits, "
+                        "else memory, else recompute), memory, disk (shared, memory-mapped), "
+                        "recompute (per batch on the device)")
     parser.add_argument("--calibration-split", type=calibration_fraction,
                         help="fraction of each class's normal training images held out (never "
                              "trained on) to calibrate the automatic thresholds (default 0.1; "
@@ -144,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
                           "calibration on this device")
     add_run_arguments(plan)
     plan.add_argument("--calibration-steps", type=int, default=3)
+    plan.add_argument("--steps-only", action="store_true",
+                      help="counts, memory and disk without calibrating (seconds, no device)")
+    plan.add_argument("--gpus", type=int, help="the wall-clock time on N GPUs")
+    plan.add_argument("--per-cell", action="store_true", help="a row per cell as well")
     check = sub.add_parser("check", help="regression check against reports/baselines")
     check.add_argument("--baseline", type=Path, default=Path("reports/baselines/check.json"))
     check.add_argument("--update", action="store_true", help="rewrite the baseline")

@@ -59,6 +59,19 @@ def scoring_precision(device: torch.device, autocast: str = "none"):
 
 
 @torch.no_grad()
+def _scored_batches(model: FlowADModel, features, class_ids: torch.Tensor | None,
+                    device: torch.device, batch_size: int, autocast: str):
+    """The model's outputs, one batch of rows at a time (features are read batch by batch:
+    a FeatureSet never holds a whole set)."""
+    model.eval()
+    n = features[0].shape[0]
+    for lo in range(0, n, batch_size):
+        feats = [f[lo : lo + batch_size].to(device) for f in features]
+        ids = None if class_ids is None else class_ids[lo : lo + batch_size].to(device)
+        with scoring_precision(device, autocast):
+            yield model.score(feats, ids)
+
+
 def score_all(
     model: FlowADModel,
     features: list[torch.Tensor],
@@ -69,17 +82,26 @@ def score_all(
 ) -> tuple[np.ndarray, np.ndarray]:
     """(maps (N, H, W) as stored: float16, or float32 when beyond float16's range; image
     scores float64 (N,))."""
-    model.eval()
     maps, scores = [], []
-    n = features[0].shape[0]
-    for lo in range(0, n, batch_size):
-        feats = [f[lo : lo + batch_size].to(device) for f in features]
-        ids = None if class_ids is None else class_ids[lo : lo + batch_size].to(device)
-        with scoring_precision(device, autocast):
-            out = model.score(feats, ids)
+    for out in _scored_batches(model, features, class_ids, device, batch_size, autocast):
         maps.append(out.maps.float().cpu().numpy())
         scores.append(out.image_scores.double().cpu().numpy())
     return to_stored(np.concatenate(maps)), np.concatenate(scores)
+
+
+def image_scores(
+    model: FlowADModel,
+    features: list[torch.Tensor],
+    class_ids: torch.Tensor | None,
+    device: torch.device,
+    batch_size: int = 32,
+    autocast: str = "none",
+) -> np.ndarray:
+    """Image scores only (float64 (N,)), the maps dropped batch by batch: threshold fitting
+    on a whole training set needs no (N, H, W) array."""
+    return np.concatenate([out.image_scores.double().cpu().numpy() for out in
+                           _scored_batches(model, features, class_ids, device, batch_size,
+                                           autocast)])
 
 
 def metrics_for(

@@ -8,7 +8,7 @@ and the diagnostics are callbacks, so adding such a concern never touches the pr
 from __future__ import annotations
 
 from nfbench.benchmarks.measuring.cost import measure_cost
-from nfbench.benchmarks.measuring.evaluate import score_all, scoring_precision
+from nfbench.benchmarks.measuring.evaluate import image_scores, scoring_precision
 from nfbench.benchmarks.measuring.thresholds import threshold_report
 from nfbench.benchmarks.records.record import CellRecord
 from nfbench.benchmarks.running.calibration import CalibrationSplit
@@ -41,7 +41,7 @@ class Thresholds(Callback):
         with ctx.timed("thresholds"):
             ids = ctx.env.class_ids(images) if ctx.spec.task_aware else None
             features = ctx.env.cache.features(images, desc="calibration scores")
-            _, calibration_scores = score_all(ctx.model, features, ids, ctx.env.device,
+            calibration_scores = image_scores(ctx.model, features, ids, ctx.env.device,
                                               ctx.env.eval_batch_size, ctx.env.autocast)
             ctx.record.thresholds = threshold_report(
                 ctx.model, calibration_scores, ctx.scores, ctx.test.labels, ctx.test_features)

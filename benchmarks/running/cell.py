@@ -33,7 +33,7 @@ from nfbench.datasets.catalog import open_dataset
 from nfbench.datasets.scenarios import build_scenario
 from nfbench.datasets.validate import validate_dataset
 from nfbench.models.backbone import Backbone
-from nfbench.models.feature_cache import FeatureCache
+from nfbench.models.feature_cache import open_feature_cache
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,9 @@ def open_env(request: RunRequest, show_progress: bool = True, validate: bool = T
         validate_dataset(dataset, scenario.classes, request.cache_dir)
     backbone = Backbone(request.backbone, request.backbone_layers, request.backbone_weights,
                         request.input_size)
-    cache = FeatureCache(backbone, request.cache_dir / "features", device)
+    images = sum(len(dataset[c].train) + len(dataset[c].test) for c in scenario.classes)
+    cache = open_feature_cache(backbone, request.cache_dir / "features", device,
+                               request.feature_store, images, max(1, request.workers))
     cache.show_progress = show_progress
     return CellEnv(dataset, scenario, cache, Path(request.results_dir), device, show_progress,
                    concurrent_cells=max(1, request.workers),

@@ -10,8 +10,10 @@ Everything else a cell does (thresholds, cost, progress, diagnostics) is a callb
 from __future__ import annotations
 
 import dataclasses
+import tempfile
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -62,8 +64,12 @@ def build_test_set(dataset: Dataset, scenario: Scenario, size: int) -> EvalSet:
 class Evaluations:
     """R matrices, per-sample score rows, maps and tie flags of every evaluation of a cell."""
 
-    def __init__(self, test: EvalSet, num_tasks: int) -> None:
+    def __init__(self, test: EvalSet, num_tasks: int, spill_dir: Path | None = None) -> None:
         self.test = test
+        self._spill = None
+        if spill_dir is not None:
+            Path(spill_dir).mkdir(parents=True, exist_ok=True)
+            self._spill = tempfile.TemporaryDirectory(dir=spill_dir, prefix=".maps-")
         self.num_tasks = num_tasks
         self.R = {m.key: np.full((num_tasks, num_tasks), np.nan) for m in metric_table()}
         self.has_masks = bool((test.has_mask & (test.labels == 1)).any())
@@ -76,7 +82,7 @@ class Evaluations:
         """Fill R[row, k] for every task k from one evaluation (pixel metrics on seen tasks
         of a dataset with masks only)."""
         test = self.test
-        self.arrays[f"maps_t{row}"] = maps
+        self.arrays[f"maps_t{row}"] = self._kept(maps, row)
         figures = evaluation_row(maps, scores, test, self.num_tasks, row + 1, self.has_masks)
         for k, values in enumerate(figures):
             for metric, value in values.items():
@@ -87,6 +93,19 @@ class Evaluations:
             "path": [str(s.path) for s in test.samples], "label": test.labels,
             "has_mask": test.has_mask, "image_score": scores, "row": np.arange(len(scores)),
         }))
+
+    def _kept(self, maps: np.ndarray, row: int) -> np.ndarray:
+        """A phase's maps moved to disk and memory-mapped for the scores file: a cell holds
+        one phase's maps, not one per phase (15 x 0.9 GB at MVTec's 512 px)."""
+        if self._spill is None:
+            return maps
+        path = Path(self._spill.name) / f"maps_t{row}.npy"
+        np.save(path, maps)
+        return np.load(path, mmap_mode="r")
+
+    def close(self) -> None:
+        if self._spill is not None:
+            self._spill.cleanup()
 
 
 def start_cell(spec: CellSpec, env: CellEnv, cid: str) -> CellContext:
@@ -104,7 +123,8 @@ def start_cell(spec: CellSpec, env: CellEnv, cid: str) -> CellContext:
         cell_id=cid, status="ok", created=now(), **spec.identity(env.scenario.name, strategy.label),
         tasks=[list(t) for t in env.scenario.tasks], backbone=backbone.describe(),
         config=dataclasses.asdict(model.config),
-        run_settings={"strategy": dataclasses.asdict(strategy.config), "autocast": env.autocast},
+        run_settings={"strategy": dataclasses.asdict(strategy.config), "autocast": env.autocast,
+                      "feature_store": env.cache.choice.describe()},
         environment=environment(env.device), batch_dependent_scores=model.batch_dependent_scores,
         is_flow=model.is_flow)
     test = build_test_set(env.dataset, env.scenario, backbone.input_size)
@@ -177,7 +197,7 @@ def run_cell(
     ctx = start_cell(spec, env, cid)
     for callback in callbacks:
         callback.on_cell_start(ctx)
-    evaluations = Evaluations(ctx.test, env.scenario.num_tasks)
+    evaluations = Evaluations(ctx.test, env.scenario.num_tasks, env.results_dir)
     global_step = 0
     for phase in ctx.strategy.phases():
         try:
@@ -192,6 +212,7 @@ def run_cell(
         for callback in callbacks:
             callback.after_phase(ctx, phase)
     finish_cell(ctx, evaluations)
+    evaluations.close()
     for callback in callbacks:
         callback.on_cell_end(ctx)
     ctx.record.wall_time_s = time.perf_counter() - started

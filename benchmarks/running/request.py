@@ -40,6 +40,7 @@ class RunRequest:
     retry_failed: bool = False
     workers: int = 1  # cells in parallel processes (several per GPU allowed)
     eval_batch_size: int = 32  # images per scoring call; scores never depend on it
+    feature_store: str = "auto"  # auto|memory|disk|recompute (models/feature_cache.py)
     autocast: str = "none"  # "bf16": score under bfloat16 autocast (GPU speed; opt-in)
     calibration_split: float = DEFAULT_CALIBRATION_SPLIT  # training normals kept for thresholds
     executor: str = "local"  # a registered executor (running/executors/): local, slurm

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -9,7 +13,7 @@ from PIL import Image
 
 from nfbench.datasets.base import Sample
 from nfbench.models.backbone import Backbone, BackboneError
-from nfbench.models.feature_cache import FeatureCache
+from nfbench.models.feature_cache import FeatureCache, bytes_per_image
 
 
 @pytest.fixture(scope="module")
@@ -28,25 +32,54 @@ def test_default_backbone_is_pretrained_offline(backbone):
     assert not any(p.requires_grad for p in backbone.parameters())
 
 
-def test_cached_features_equal_fresh_features_and_are_reused(tmp_path, backbone):
+def _all(features) -> list[torch.Tensor]:
+    return features.batch(slice(None))
+
+
+@pytest.mark.parametrize("mode", ["disk", "memory", "recompute"])
+def test_cached_features_equal_fresh_features_in_float16_and_are_reused(tmp_path, backbone,
+                                                                        mode):
     sample = _image(tmp_path / "a.png", 100)
-    cache = FeatureCache(backbone, tmp_path / "cache")
-    first = cache.features([sample])
-    spent = cache.extraction_seconds
-    second = FeatureCache(backbone, tmp_path / "cache").features([sample])  # from disk
-    again = cache.features([sample])  # from memory
-    assert cache.extraction_seconds == spent
+    cache = FeatureCache(backbone, tmp_path / "cache", mode=mode)
+    first = _all(cache.features([sample]))
+    computed = cache.computed_images
+    again = _all(cache.features([sample]))
     x = torch.from_numpy(np.array(Image.open(sample.path).convert("RGB"))).permute(2, 0, 1)
     fresh = backbone(x[None].float() / 255)
-    for a, b, c, d in zip(first, second, again, fresh, strict=True):
-        assert torch.equal(a, b) and torch.equal(a, c) and torch.allclose(a, d, atol=1e-3)
+    for a, c, d in zip(first, again, fresh, strict=True):
+        assert a.dtype == torch.float32 and torch.equal(a, c)
+        assert torch.equal(a, a.half().float())  # float16 values, served as float32
+        assert torch.allclose(a, d, rtol=1e-3, atol=1e-3)  # float16's relative step: 2**-11
+    assert computed == 1 and cache.computed_images == (2 if mode == "recompute" else 1)
+
+
+def test_disk_store_is_read_back_by_another_cache_without_computing(tmp_path, backbone):
+    sample = _image(tmp_path / "a.png", 100)
+    first = _all(FeatureCache(backbone, tmp_path / "cache").features([sample]))
+    other = FeatureCache(backbone, tmp_path / "cache")
+    second = _all(other.features([sample]))
+    assert other.computed_images == 0
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
+    files = list((tmp_path / "cache").rglob("*.f16"))
+    assert len(files) == 1 and files[0].stat().st_size == bytes_per_image(backbone.feature_info)
+
+
+def test_feature_set_reads_only_the_rows_asked_for(tmp_path, backbone):
+    samples = [_image(tmp_path / f"{v}.png", v) for v in (10, 90, 170)]
+    features = FeatureCache(backbone, tmp_path / "cache").features(samples)
+    whole = _all(features)
+    rows = torch.tensor([2, 0])
+    assert len(features) == 3 and features[0].shape == (3, *whole[0].shape[1:])
+    for level, view in enumerate(features):
+        assert torch.equal(view[rows], whole[level][rows])
+        assert torch.equal(view[1:3], whole[level][1:3])
 
 
 def test_changed_image_is_never_served_stale(tmp_path, backbone):
     path = tmp_path / "a.png"
     cache = FeatureCache(backbone, tmp_path / "cache")
-    before = cache.features([_image(path, 100)])
-    after = cache.features([_image(path, 200)])  # same path, new content
+    before = _all(cache.features([_image(path, 100)]))
+    after = _all(cache.features([_image(path, 200)]))  # same path, new content
     assert not torch.equal(before[0], after[0])
 
 
@@ -78,3 +111,24 @@ def test_timm_backbone_loads_weights_from_a_local_file(tmp_path):
     net = Backbone("resnet18", weights=str(tmp_path / "r18.pth"), input_size=64)
     assert net.pretrained
     assert torch.equal(net.net.conv1.weight, source.conv1.weight)
+
+
+def _extract_in_worker(cache_dir: str, paths: list[str]) -> tuple[int, dict[str, int]]:
+    """A worker process: its own backbone and cache on the shared folder; returns how many
+    images it computed and the inode of every stored file."""
+    cache = FeatureCache(Backbone("efficientnet_lite0", input_size=64), Path(cache_dir))
+    cache.show_progress = False
+    cache.features([Sample(path=Path(p), class_name="c", label=0) for p in paths])
+    inodes = {str(f): f.stat().st_ino for f in Path(cache_dir).rglob("*.f16")}
+    return cache.computed_images, inodes
+
+
+def test_two_workers_share_one_copy_written_once(tmp_path):
+    paths = [str(_image(tmp_path / f"{v}.png", v).path) for v in range(0, 250, 25)]
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=context) as pool:
+        results = list(pool.map(_extract_in_worker, [str(tmp_path / "cache")] * 2, [paths] * 2))
+    computed = [n for n, _ in results]
+    assert sum(computed) == len(paths)  # each image computed by one worker only
+    first, second = (inodes for _, inodes in results)
+    assert len(first) == len(paths) and first == second  # the same files, never rewritten

@@ -13,8 +13,9 @@ from nfbench.benchmarks.running.executors.base import (
     available_executors,
     build_executor,
     executor_name,
+    memory_limits,
     register_executor,
 )
 
 __all__ = ["EXECUTORS", "Executor", "ExecutorConfig", "ExecutorError", "available_executors",
-           "build_executor", "executor_name", "register_executor"]
+           "build_executor", "executor_name", "memory_limits", "register_executor"]

@@ -30,6 +30,10 @@ class ExecutorError(ValueError):
 class ExecutorConfig:
     """An executor's own knobs; subclasses add fields (each becomes `--<executor>.<field>`)."""
 
+    def memory_limit_gb(self) -> float | None:
+        """The host memory one cell may use under this executor (None: the machine's)."""
+        return None
+
 
 class Executor:
     """Runs planned cells; subclasses say where."""
@@ -75,6 +79,18 @@ def executor_name(request: RunRequest) -> str:
     if request.executor == "local" and request.workers > 1:
         return "workers"
     return request.executor
+
+
+def memory_limits(request: RunRequest) -> dict[str, float]:
+    """{executor: GB} of every executor whose options set a memory limit per cell (so a plan
+    can warn before a grid is sent where a cell would not fit)."""
+    limits = {}
+    for name, given in request.executor_options.items():
+        config = config_from_overrides(EXECUTORS.get(name).config_class, given, "executor",
+                                       name, ExecutorError)
+        if (limit := config.memory_limit_gb()) is not None:
+            limits[name] = limit
+    return limits
 
 
 def build_executor(request: RunRequest) -> Executor:

@@ -80,6 +80,9 @@ class SlurmConfig(ExecutorConfig):
         "help": "more sbatch options, KEY=VALUE (e.g. qos=high account=x; KEY alone: a flag)",
         "nargs": "+"})
 
+    def memory_limit_gb(self) -> float | None:
+        return self.mem
+
 
 def extra_parameters(items: list[str]) -> dict[str, str | bool]:
     """["qos=high", "exclusive"] -> {"qos": "high", "exclusive": True} (sbatch's long names)."""

@@ -53,4 +53,41 @@ def test_plan_command_prints_a_total(capsys):
                  "mvtec:3x5", "--input-size", "64", "--fastflow.epochs", "1", "--no-cost"])
     out = capsys.readouterr().out
     assert code == 0 and "3 cells" not in out  # one model, one strategy, one seed: 1 cell
-    assert "1 cells, about" in out and "CPU-hours" in out
+    assert "1 cells, " in out and "CPU-hours" in out and "| fastflow " in out
+
+
+def test_steps_only_plans_paper_mvtec_in_seconds_without_a_backbone(capsys, monkeypatch):
+    from nfbench.benchmarks.commands import plan as plan_module
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("--steps-only built a backbone")
+
+    monkeypatch.setattr(plan_module, "Backbone", refuse)
+    monkeypatch.setattr(plan_module, "calibrate", refuse)
+    start = time.perf_counter()
+    code = main(["plan", "--config", "paper-mvtec", "--steps-only"])
+    out = capsys.readouterr()
+    assert code == 0 and time.perf_counter() - start < 120  # seconds on a quiet machine
+    # 348 requested, minus the 36 `own` cells the runner skips (CFLOW, CS-Flow and MSFlow
+    # each alone on its backbone: the rule is the runner's, whatever the group size)
+    assert "312 cells, 17.76M optimiser steps" in out.out
+    for model in ("fastflow", "cflow", "csflow", "uflow", "hgad", "ccnf", "msflow"):
+        assert f"| {model} " in out.out
+
+
+def test_plan_counts_the_cells_the_runner_runs(tiny_request):
+    request = dataclasses.replace(
+        tiny_request, models=["cflow", "fastflow"], strategies=["finetune", "own"],
+        model_overrides={"cflow": {"epochs": 1}, "fastflow": {"epochs": 1, "flow_steps": 2}})
+    table, totals = plan(request, steps_only=True)
+    assert totals["cells"] == 2 and set(table["strategy"]) == {"finetune"}
+    records = run_grid(request, show_progress=False)
+    assert sum(r.status != "skipped" for r in records) == totals["cells"]
+
+
+def test_plan_warns_naming_the_model_that_slurm_mem_cannot_hold(capsys):
+    code = main(["plan", "--model", "fastflow", "--scenario", "mvtec:15x1", "--input-size",
+                 "512", "--steps-only", "--slurm-mem", "1"])
+    err = capsys.readouterr().err
+    assert code == 0 and "warning: fastflow: a cell needs about" in err
+    assert "slurm's memory per cell is 1 GB" in err

@@ -24,7 +24,8 @@ PAPER = ("paper-mvtec", "paper-visa")
 FAIR = ("paper-mvtec-fair", "paper-visa-fair")
 SCENARIOS = {"mvtec": ["mvtec:15x1", "mvtec:14-1", "mvtec:10-5", "mvtec:3x5"],
              "visa": ["visa:12x1", "visa:11-1", "visa:8-4"]}
-CLASSES = {"mvtec": MVTEC_CLASSES, "visa": VISA_CLASSES, "synthetic": SYNTHETIC_CLASSES}
+CLASSES = {"mvtec": MVTEC_CLASSES, "visa": VISA_CLASSES, "synthetic": SYNTHETIC_CLASSES,
+           "synthetic-mvtec": MVTEC_CLASSES}  # MVTec's class names and sizes, synthetic
 BACKBONE_KEYS = {"backbone", "backbone_layers", "backbone_weights", "input_size"}
 E2E_SIZE = 128  # CS-Flow's stride-32 tap needs 4 px of map for its 3-scale pyramid
 
@@ -202,3 +203,33 @@ def test_ccnf_on_the_fair_backbone(shared):
     maps keep the cell ok."""
     (record,) = run_grid(_shrunk("paper-mvtec-fair", shared, ["ccnf"]), show_progress=False)
     assert record.ok, record.error
+
+
+def test_the_rehearsal_is_paper_mvtec_at_full_size_for_one_epoch():
+    """Same models, backbones, taps, input sizes, batches and every other setting as
+    paper-mvtec; only the epochs (1, HGAD without warm-up epochs), the data (MVTec's class
+    sizes, synthetic), the scenario, the strategies and the seeds differ."""
+    paper, rehearsal = load_grid("paper-mvtec"), load_grid("paper-mvtec-rehearsal")
+    assert rehearsal["models"] == paper["models"]
+    assert rehearsal["model_backbones"] == paper["model_backbones"]
+    one_epoch = {m: {**o, **({"epochs": 1} if "epochs" in o else {})}
+                 for m, o in paper["model_overrides"].items()}
+    one_epoch["hgad"]["warmup_epochs"] = 0
+    assert rehearsal["model_overrides"] == one_epoch
+    assert rehearsal["scenario"] == "synthetic-mvtec:15x1"
+    assert rehearsal["strategies"] == ["finetune", "joint"] and rehearsal["seeds"] == [0]
+
+
+@pytest.mark.slow
+def test_the_rehearsal_runs_on_a_cpu_with_three_small_classes(tmp_path):
+    """The rehearsal shrunk as the paper presets above are (small inputs, SHRUNK), on three
+    one-class tasks of tiny data, both of its strategies: every cell ok, the store recorded."""
+    data = make_tiny_mvtec(tmp_path / "data", classes=("alpha", "beta", "gamma"), n_train=4,
+                           n_good=2, n_bad=2)
+    shared = {"data": data, "cache": tmp_path / "cache", "results": tmp_path / "results"}
+    request = dataclasses.replace(_shrunk("paper-mvtec-rehearsal", shared),
+                                  strategies=["finetune", "joint"], scenario="folder:3x1")
+    records = run_grid(request, show_progress=False)
+    assert len(records) == 2 * len(request.models)
+    assert not {r.variant: r.error for r in records if not r.ok}
+    assert all(r.run_settings["feature_store"]["mode"] for r in records)
