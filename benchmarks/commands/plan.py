@@ -418,7 +418,8 @@ def per_model(table: pd.DataFrame, totals: dict) -> pd.DataFrame:
 
 
 def capacity_warnings(models: pd.DataFrame, totals: dict, request: RunRequest) -> list[str]:
-    """One line per model a cell of which this machine, an executor's memory limit (`--slurm.mem`) or the disk cannot hold."""
+    """One line per model a cell of which this machine, an executor's memory limit
+    (`--slurm.mem`) or the disk cannot hold."""
     workers = max(1, request.workers)
     memory = psutil.virtual_memory().total / GB
     free_disk = shutil.disk_usage(existing_parent(Path(request.cache_dir))).free / GB
