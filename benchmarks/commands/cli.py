@@ -98,16 +98,16 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="cells in N parallel processes (default 1)")
     parser.add_argument("--eval-batch-size", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--autocast", choices=("none", "bf16"), help=argparse.SUPPRESS)
-    parser.add_argument("--feature-store", choices=STORE_MODES,
+    parser.add_argument("--feature-store", choices=STORE_MODES, metavar="MODE",
                         help="where backbone features live: auto (default: disk if it fits, "
                         "else memory, else recompute), memory, disk (shared, memory-mapped), "
                         "recompute (per batch on the device)")
-    parser.add_argument("--calibration-split", type=calibration_fraction,
+    parser.add_argument("--calibration-split", type=calibration_fraction, metavar="FRACTION",
                         help="fraction of each class's normal training images held out (never "
                              "trained on) to calibrate the automatic thresholds (default 0.1; "
                              "0: calibrate on the training images)")
     parser.add_argument(
-        "--executor", choices=available_executors(),
+        "--executor", choices=available_executors(), metavar="NAME",
         help="where cells run (default local; --workers N: N processes here); each executor's "
              "options are flags --<executor>.<field>, e.g. --slurm.partition gpu --slurm.mem 32 "
              "(`nfbench list slurm`)")
