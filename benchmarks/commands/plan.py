@@ -352,11 +352,9 @@ def plan(request: RunRequest, steps: int = 3, steps_only: bool = False,
     by_backbone: dict[tuple, int] = {}
     for (key, _, _), n in feature_images.items():
         by_backbone[key] = by_backbone.get(key, 0) + n * bytes_per_image(key[1])
-    store = choose_store(request.feature_store, feature_bytes, request.cache_dir,
-                         max(1, request.workers))
     return table, {"cells": len(table), "steps": int(table["steps"].sum()) if len(table) else 0,
                    "features_s": feature_s, "total_s": total, "feature_bytes": feature_bytes,
-                   "feature_bytes_by_backbone": by_backbone, "store": store,
+                   "feature_bytes_by_backbone": by_backbone,
                    "device": device.type, "device_name": name}
 
 
@@ -398,20 +396,22 @@ GB = 1e9
 
 
 
-def per_model(table: pd.DataFrame, totals: dict) -> pd.DataFrame:
-    """Per model: cells, optimiser steps, hours, feature bytes of its backbone setting
-    (on disk once per node; in memory once per worker under the `memory` store), peak host
-    memory per worker and GPU memory."""
+def per_model(table: pd.DataFrame, totals: dict, request: RunRequest) -> pd.DataFrame:
+    """Per model: cells, optimiser steps, hours, feature bytes of its backbone setting and the
+    store the runner would pick for them here (a sub-grid per backbone setting; on disk once
+    per node, in memory once per worker), peak host memory per worker and GPU memory."""
     rows = []
     for model, cells in table.groupby("model", sort=False):
         features = sum(totals["feature_bytes_by_backbone"][key]
                        for key in dict.fromkeys(cells["backbone"]))
-        held = features if totals["store"].mode == "memory" else 0
+        store = choose_store(request.feature_store, features, request.cache_dir,
+                             max(1, request.workers)).mode
+        held = features if store == "memory" else 0
         row = {"model": model, "cells": len(cells), "steps (k)": cells["steps"].sum() / 1e3}
         if "total_s" in cells:
             row["hours"] = cells["total_s"].sum() / 3600
         rows.append(row | {
-            "features GB": features / GB,
+            "features GB": features / GB, "store": store,
             "host GB/worker": (HOST_BASELINE + held + cells["host_bytes"].max()) / GB,
             "GPU GB": cells["gpu_bytes"].max() / GB})
     return pd.DataFrame(rows)
@@ -435,7 +435,7 @@ def capacity_warnings(models: pd.DataFrame, totals: dict, request: RunRequest) -
             if host > limit:
                 lines.append(f"{name}: a cell needs about {host:.1f} GB; {executor}'s memory "
                              f"per cell is {limit:g} GB")
-        if totals["store"].mode == "disk" and row["features GB"] > free_disk:
+        if row["store"] == "disk" and row["features GB"] > free_disk:
             lines.append(f"{name}: its features take {row['features GB']:.1f} GB; "
                          f"{free_disk:.0f} GB free on the cache disk (--feature-store recompute)")
         if gpu is not None and row["GPU GB"] > gpu:
@@ -454,7 +454,7 @@ def wall_clock_s(table: pd.DataFrame, totals: dict, gpus: int) -> float:
 
 
 def summary_line(totals: dict) -> str:
-    steps = f"{totals['cells']} cells, {totals['steps'] / 1e6:.2f}M optimiser steps"
+    steps = f"{totals['cells']} cells, {totals['steps']:,} optimiser steps"
     features = f"features {totals['feature_bytes'] / GB:.1f} GB in float16"
     if totals["total_s"] is None:
         return f"{steps}; {features} (--steps-only: no time estimate)"
@@ -473,10 +473,9 @@ def main_plan(args, request: RunRequest) -> int:
     if args.per_cell:
         shown = table.drop(columns=["backbone", "model"])
         print(shown.to_markdown(index=False, floatfmt=".1f"))
-    models = per_model(table, totals)
+    models = per_model(table, totals, request)
     print(models.to_markdown(index=False, floatfmt=".2f"))
     print(summary_line(totals))
-    print(f"feature store: {totals['store'].mode} ({totals['store'].reason})")
     if args.gpus and totals["total_s"] is not None:
         hours = wall_clock_s(table, totals, args.gpus) / 3600
         print(f"on {args.gpus} GPU(s): about {hours:.1f} h wall-clock "
