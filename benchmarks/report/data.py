@@ -24,7 +24,7 @@ from nfbench.benchmarks.measuring import statistics as st
 from nfbench.benchmarks.measuring.forgetting import summarize
 from nfbench.benchmarks.measuring.metrics import MetricSpec
 from nfbench.benchmarks.records.record import CellRecord
-from nfbench.benchmarks.running.strategies import strategy_of_label
+from nfbench.benchmarks.running.strategies import available_strategies, strategy_of_label
 
 __all__ = [
     "ALL_STRATEGIES", "GROUP_KEYS", "PRIMARY", "STATS", "MapColumn", "MapRow", "aggregate",
@@ -254,12 +254,15 @@ def is_false(v: object) -> bool:
     return isinstance(v, bool | np.bool_) and not v
 
 
-SHARED_STRATEGIES = ("finetune", "replay", "joint")
-
-
 def strategy_kind(strategy: str) -> str:
-    """The strategy, or "own" for a model's own continual mechanism (named after its model)."""
-    return strategy if strategy in SHARED_STRATEGIES else "own"
+    """The registered strategy behind a record's label: a model's own mechanism (named after
+    its model in records) is one kind, whichever model it belongs to."""
+    return strategy_of_label(strategy).name
+
+
+def strategy_order() -> list[str]:
+    """The registered strategies in their own sort order (tables, legends, markers)."""
+    return sorted(available_strategies(), key=lambda s: strategy_of_label(s).sort_rank)
 
 
 def _strategy_rank(s: str) -> tuple[int, str]:

@@ -30,6 +30,7 @@ from nfbench.benchmarks.measuring.ranking import RankTest  # noqa: E402
 from nfbench.benchmarks.measuring.statistics import seed_interval  # noqa: E402
 from nfbench.benchmarks.report import data  # noqa: E402
 from nfbench.benchmarks.report.data import MapColumn, MapRow  # noqa: E402
+from nfbench.benchmarks.running.strategies import DEFAULT_STRATEGY, strategy_of_label  # noqa: E402
 
 __all__ = ["PLOT_NAMES", "acc_vs_latency", "anomaly_maps", "cd_diagram", "compare_figure",
            "forgetting_bars",
@@ -39,8 +40,9 @@ PLOT_NAMES = ("r_matrix_image_auroc", "acc_vs_latency", "forgetting", "per_task"
               "state_per_task", "anomaly_maps", "critical_difference")
 
 
-MARKERS = {"finetune": "o", "replay": "s", "own": "^", "joint": "*"}
-LINES = {"finetune": "-", "replay": "--", "own": "-.", "joint": ":"}
+# one marker and line style per strategy, in the strategies' own order
+MARKERS = ("o", "s", "^", "*", "D", "v", "P", "X")
+LINES = ("-", "--", "-.", ":")
 
 
 @dataclass(frozen=True)
@@ -59,13 +61,15 @@ def styles(agg: pd.DataFrame) -> dict[str, Style]:
     needs one entry per model and one per strategy instead of one per row."""
     variants = list(dict.fromkeys(agg["variant"]))
     cmap = plt.get_cmap("tab10" if len(variants) <= 10 else "tab20")
+    order = data.strategy_order()
     out = {}
     for lab, v, s, a in zip(agg["label"], agg["variant"], agg["strategy"], agg["task_aware"],
                             strict=True):
         kind = data.strategy_kind(str(s))
         name = kind + (" [task-aware]" if a else "")
-        out[str(lab)] = Style(cmap(variants.index(v) % cmap.N), MARKERS.get(kind, "D"),
-                              LINES.get(kind, "-"), str(v), name)
+        rank = order.index(kind) if kind in order else len(order)
+        out[str(lab)] = Style(cmap(variants.index(v) % cmap.N), MARKERS[rank % len(MARKERS)],
+                              LINES[rank % len(LINES)], str(v), name)
     return out
 
 
@@ -73,7 +77,7 @@ def _resolve(style: dict[str, Style] | None, labels: list[str]) -> dict[str, Sty
     """``style``, or styles read off "variant / strategy" labels where none was given."""
     if style is not None and all(lab in style for lab in labels):
         return style
-    parts = [(lab.split(" / ", 1) + ["finetune"])[:2] for lab in labels]
+    parts = [(lab.split(" / ", 1) + [DEFAULT_STRATEGY])[:2] for lab in labels]
     return styles(pd.DataFrame({"label": labels, "variant": [p[0] for p in parts],
                                 "strategy": [p[1] for p in parts], "task_aware": False}))
 
@@ -82,7 +86,7 @@ def _legends(ax: Axes, used: dict[str, Style], extra: list | None = None) -> Non
     """Two legends right of the figure (constrained layout): models (colours) and strategies
     (markers and lines), plus ``extra`` handles."""
     models = {s.model: s for s in used.values()}
-    order = list(MARKERS)
+    order = data.strategy_order()
     kinds = dict(sorted({s.strategy: s for s in used.values()}.items(),
                         key=lambda kv: order.index(kv[0].split()[0]) if kv[0].split()[0] in order
                         else len(order)))
@@ -244,7 +248,8 @@ def _choosable(agg: pd.DataFrame) -> np.ndarray:
     """Rows a user would pick for a continual stream: the flows' continual strategies (not a
     reference ceiling, not the joint upper bound, which needs every class at once)."""
     flows = agg["is_flow"].to_numpy(bool) if "is_flow" in agg else np.ones(len(agg), bool)
-    return flows & (agg["strategy"] != "joint").to_numpy(bool)
+    once = np.array([strategy_of_label(str(s)).single_phase for s in agg["strategy"]], bool)
+    return flows & ~once
 
 
 def acc_vs_latency(agg: pd.DataFrame, style: dict[str, Style] | None = None) -> Figure | None:
