@@ -78,6 +78,7 @@ class CellContext:
     held: list[Sample] = field(default_factory=list)  # training images held after a phase
     maps: np.ndarray | None = None  # the latest evaluation
     scores: np.ndarray | None = None
+    routes: np.ndarray | None = None  # the class each test image was routed to, if any
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
