@@ -87,10 +87,15 @@ class FlowADModel(nn.Module):
         self.config = config
         self.features = features
         self.seen_classes: list[int] = []
+        self.task_classes: list[list[int]] = []  # per training phase, its new classes
 
     # ---- continual hooks ----------------------------------------------------------------
     def start_task(self, task_index: int, new_classes: Sequence[int], strategy: str) -> None:
         """Called before training each task. Class-conditional models grow here."""
+        while len(self.task_classes) <= task_index:
+            self.task_classes.append([])
+        known = self.task_classes[task_index]
+        known.extend(c for c in dict.fromkeys(new_classes) if c not in known)
         for c in new_classes:
             if c not in self.seen_classes:
                 self.seen_classes.append(c)

@@ -9,6 +9,9 @@ instead of calling a base-class method that raises for most models:
   (benchmarks/measuring/thresholds.py); the t-SNE diagnostic uses them either way.
 - HasThresholdRules: threshold rules of the model's own (benchmarks/measuring/thresholds.py
   `ThresholdRule` objects), reported next to the registered ones.
+- HasRouting: task-agnostic models that pick a task (or class) before they score an image
+  (CCNF's and HGAD's class posterior, PatchCore's nearest bank, IsoFlow's adapters) say per
+  test image which one they picked, so the harness can measure routing accuracy.
 - HasClassPosterior: the entropy of p(y|x) over seen classes (class-conditional models), for
   seed 001's entropy-change diagnostic.
 Diagnostic parameter groups, the freeze-ablation groups and "own strategy equals finetune" are
@@ -42,4 +45,13 @@ class HasClassPosterior(Protocol):
 class HasThresholdRules(Protocol):
     def extra_threshold_rules(self) -> list:
         """ThresholdRule objects (benchmarks/measuring/thresholds.py) that only this model has."""
+        ...
+
+
+@runtime_checkable
+class HasRouting(Protocol):
+    def route(self, features: list[torch.Tensor]) -> torch.Tensor | None:
+        """Per image (B,) a global class id of the task the model routes it to, as in
+        task-agnostic scoring (the harness maps a class to its task); None where the model
+        does not route in its current mode (one shared density, a single task so far)."""
         ...

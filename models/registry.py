@@ -26,6 +26,7 @@ BUILTIN_MODEL_PACKAGES: tuple[str, ...] = (
     "nfbench.models.hgad",
     "nfbench.models.ccnf",
     "nfbench.models.msflow",
+    "nfbench.models.isoflow",
     "nfbench.models.patchcore",
     "nfbench.models.reference",
 )

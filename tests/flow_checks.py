@@ -17,6 +17,7 @@ TINY_CONFIGS: dict[str, dict] = {
              "blur_sigma": 1.0, "warmup_epochs": 1},
     "ccnf": {"embed_dim": 4, "pos_dim": 8, "coupling_blocks": 2, "train_positions": 8,
              "warmup_steps": 2},
+    "isoflow": {"flow_steps": 2, "rank": 2, "aux_blocks": 1},
     "msflow": {"parallel_blocks": "1,2", "cond_channels": 8},
     "patchcore": {},
     "anomalib.csflow": {"cross_conv_hidden_channels": 16},  # its default 1024 is slow on CPU

@@ -4,7 +4,8 @@ compare, check, status) reads. One versioned `to_json`/`from_json`, one loader.
 A record is a cell's identity (model variant x scenario x strategy x seed x settings), its
 status (ok, failed or skipped), its R matrices and summaries, thresholds and cost. The JSON on
 disk is the source of truth; `from_json` refuses what it cannot read faithfully (a schema it
-does not know) instead of guessing, and migrates the one older schema it does know.
+does not know) instead of guessing, and migrates the older schemas it does know (1: before
+the typed record; 2: before routing accuracy).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from nfbench.datasets.files import atomic_write
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 Status = Literal["ok", "failed", "skipped"]
 
 
@@ -103,6 +104,10 @@ class CellRecord:
     # classes whose image scores tie (measuring/ties.py): {after_task, task, class, share,
     # value, images}; absent in older records, read as none
     ties: list[dict] = field(default_factory=list)
+    # task-agnostic routing (models that route): per evaluation row, accuracy per task on
+    # "normal" and on "anomalous" test images, and the task "confusion" (T x T counts); None
+    # where the model does not route, the evaluation was task-aware, or the schema predates it
+    routing: dict[str, list] | None = None
     per_class: dict[str, dict[str, float | None]] | None = None  # final evaluation
     thresholds: dict[str, dict[str, float | None]] | None = None
     threshold_calibration: dict | None = None
@@ -143,6 +148,8 @@ class CellRecord:
         version = data.get("schema_version")
         if version == 1:
             data = _migrate_v1(data)
+        elif version == 2:  # schema 3 added `routing`; a schema 2 record has none (n/a)
+            data = {**data, "schema_version": SCHEMA_VERSION}
         elif version != SCHEMA_VERSION:
             raise RecordError(f"record schema {version!r} is not {SCHEMA_VERSION}: re-run the "
                               "cell with this nfbench, or read it with the version that wrote it")

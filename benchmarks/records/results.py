@@ -21,7 +21,6 @@ import numpy as np
 import pandas as pd
 import torch
 
-from nfbench.benchmarks.records.record import SCHEMA_VERSION
 from nfbench.datasets.files import atomic_write
 
 
@@ -29,11 +28,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.=_-]+", "-", text).strip("-")
 
 
+# what a cell id hashes besides its settings: bumped when what identifies a cell changes, not
+# with the record's schema (schema 3 added routing figures; the cells are the same cells)
+CELL_ID_SCHEMA = 2
 MAX_VARIANT_CHARS = 120  # file names stay under the usual 255-byte limit (paper presets)
 
 
 def cell_id(variant: str, scenario: str, strategy: str, seed: int, settings: dict) -> str:
-    blob = json.dumps({"schema": SCHEMA_VERSION, **settings}, sort_keys=True, default=str)
+    blob = json.dumps({"schema": CELL_ID_SCHEMA, **settings}, sort_keys=True, default=str)
     digest = hashlib.sha256(blob.encode()).hexdigest()[:8]
     name = _slug(variant)
     if len(name) > MAX_VARIANT_CHARS:  # many overrides: cut; the digest still covers them all

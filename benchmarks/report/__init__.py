@@ -62,7 +62,10 @@ def scenario_plots(recs: list[CellRecord], sub: pd.DataFrame, results_dir: Path,
             lambda: plots.per_task_curves(mats, style, seeds=data.seed_r(recs)),
         ("Memory", "memory"): lambda: plots.memory_bars(sub, style),
         ("Memory per task", "state_per_task"):
-            lambda: plots.state_per_task(data.state_per_task(recs), style),
+            lambda: plots.state_per_task(data.state_per_task(recs), style,
+                                         data.trainable_per_task(recs)),
+        ("Routing accuracy over tasks", "routing"):
+            lambda: plots.routing_over_tasks(data.routing_per_task(recs), style),
     }
     made, notes = {}, []
     for (title, name), build in figures.items():

@@ -23,6 +23,7 @@ from nfbench.benchmarks.measuring import metrics
 from nfbench.benchmarks.measuring import statistics as st
 from nfbench.benchmarks.measuring.forgetting import summarize
 from nfbench.benchmarks.measuring.metrics import MetricSpec
+from nfbench.benchmarks.measuring.routing import SPLITS, final_accuracy
 from nfbench.benchmarks.records.record import CellRecord
 from nfbench.benchmarks.running.strategies import available_strategies, strategy_of_label
 
@@ -31,8 +32,8 @@ __all__ = [
     "boot_cols", "bounds",
     "cells_frame", "color_range", "frame_keys", "group_key", "interval", "is_false",
     "map_cells", "mean_r", "nanmean", "number", "per_class_frame", "pick_samples",
-    "pooled_base", "r_matrices_frame", "rank_blocks", "seed_r", "strategy_kind", "summarised",
-    "task_names",
+    "pooled_base", "r_matrices_frame", "rank_blocks", "routing_per_task", "seed_r",
+    "strategy_kind", "summarised", "task_names", "trainable_per_task",
 ]
 
 GROUP_KEYS = ["variant", "scenario", "strategy", "task_aware"]
@@ -179,10 +180,23 @@ def _error_cols(rec: CellRecord) -> dict:
             "created": rec.created or None}
 
 
+def routing_col(split: str) -> str:
+    """The cells/aggregate column of the final routing accuracy on `split` images."""
+    return f"routing_{split}_acc"
+
+
+def _routing_cols(rec: CellRecord) -> dict[str, float]:
+    """Final-evaluation routing accuracy (mean over tasks) on normal and on anomalous test
+    images; NaN (n/a) where the model does not route or the evaluation was task-aware."""
+    return {routing_col(split): final_accuracy(rec.routing, split) for split in SPLITS}
+
+
 def cells_frame(records: Sequence[CellRecord]) -> pd.DataFrame:
-    """One row per cell: identity, summary (acc/fm/bwt per metric), thresholds, cost, error."""
+    """One row per cell: identity, summary (acc/fm/bwt per metric), thresholds, cost, error,
+    routing accuracy."""
     rows = [{**_identity_cols(rec), **_score_cols(rec), **_threshold_cols(rec),
-             **_cost_cols(rec), **_context_cols(rec), **_error_cols(rec)} for rec in records]
+             **_cost_cols(rec), **_context_cols(rec), **_error_cols(rec), **_routing_cols(rec)}
+            for rec in records]
     df = pd.DataFrame(rows, columns=None if rows else [*TEXT_COLS, "n_tasks"])
     num = [c for c in df.columns if c not in TEXT_COLS]
     df[num] = df[num].apply(pd.to_numeric, errors="coerce").astype(float)
@@ -391,6 +405,33 @@ def state_per_task(records: Sequence[CellRecord]) -> dict[str, np.ndarray]:
             stacks.setdefault(rec.label, []).append(rec.cost.state_mb)
     return {lab: np.mean([s for s in rows if len(s) == len(rows[0])], axis=0)
             for lab, rows in stacks.items()}
+
+
+def trainable_per_task(records: Sequence[CellRecord]) -> dict[str, np.ndarray]:
+    """Per group label, the parameters each training phase trained (seed mean): a flow that
+    isolates tasks trains its base and first pieces, then one task's pieces each time."""
+    stacks: dict[str, list[list[int]]] = {}
+    for rec in records:
+        if rec.ok and rec.cost.params_trainable:
+            stacks.setdefault(rec.label, []).append(rec.cost.params_trainable)
+    return {lab: np.mean([s for s in rows if len(s) == len(rows[0])], axis=0)
+            for lab, rows in stacks.items()}
+
+
+def routing_per_task(records: Sequence[CellRecord]) -> dict[str, dict[str, np.ndarray]]:
+    """{split: {group label: routing accuracy after each phase}}: the mean over the tasks
+    learned so far, seed mean; only groups whose model routed."""
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for split in SPLITS:
+        stacks: dict[str, list[np.ndarray]] = {}
+        for rec in records:
+            rows = (rec.routing or {}).get(split) if rec.ok else None
+            if rows:
+                acc = np.array([[NAN if v is None else v for v in row] for row in rows], float)
+                stacks.setdefault(rec.label, []).append(nanmean(acc, axis=1))
+        out[split] = {lab: nanmean(np.stack([c for c in cs if len(c) == len(cs[0])]), axis=0)
+                      for lab, cs in stacks.items()}
+    return out
 
 
 def task_names(records: Sequence[CellRecord]) -> list[list[str]]:

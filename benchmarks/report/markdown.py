@@ -203,10 +203,20 @@ def _identity_columns() -> list[Column]:
              + (f" (+{r['failed']} failed)" if r["failed"] else ""))]
 
 
+ROUTING_HEADER = "routing acc (normal / anomalous)"
+
+
+def routing_cell(r: pd.Series) -> str:
+    """Final routing accuracy in points, normal / anomalous images (seed mean, with the seed
+    interval where there are seeds); n/a for a row that does not route."""
+    parts = [_ci(r, data.routing_col(split)) for split in ("normal", "anomalous")]
+    return NA if all(p == NA for p in parts) else " / ".join(parts)
+
+
 def _details_columns(agg: pd.DataFrame) -> list[Column]:
     """Accuracy in full: seeds, every summarised metric with both intervals, the difference
     to the best with its adjusted p."""
-    return _identity_columns() + _score_columns(agg)
+    return _identity_columns() + _score_columns(agg) + [(ROUTING_HEADER, routing_cell)]
 
 
 def details_tables(agg: pd.DataFrame) -> list[str]:
@@ -286,6 +296,38 @@ def main_table(agg: pd.DataFrame) -> str:
 
 
 # ---------------------------------------------------------------- the other tables
+
+
+def _oracle_row(agg: pd.DataFrame, r: pd.Series) -> pd.Series | None:
+    """The same variant, scenario and strategy evaluated with --task-aware, if it ran."""
+    same = agg[(agg["variant"] == r["variant"]) & (agg["scenario"] == r["scenario"])
+               & (agg["strategy"] == r["strategy"]) & agg["task_aware"].astype(bool)]
+    return same.iloc[0] if len(same) else None
+
+
+def routing_table(agg: pd.DataFrame) -> str | None:
+    """Every task-agnostic row that routes, beside its oracle-routing (task-aware) row: the
+    gap in image ACC is what routing costs. None when no row routes."""
+    cols = [data.routing_col(s) + "__mean" for s in ("normal", "anomalous")]
+    present = [c for c in cols if c in agg]
+    if not present:
+        return None
+    routes = agg[np.isfinite(agg[present].to_numpy(float)).any(axis=1)
+                 & ~agg["task_aware"].astype(bool)]
+    if routes.empty:
+        return None
+    acc = f"{data.PRIMARY}_acc"
+    rows = []
+    for _, r in routes.iterrows():
+        oracle = _oracle_row(agg, r)
+        gap = NA if oracle is None else fmt_pm(_get(r, acc + "__mean") - _get(oracle,
+                                                                          acc + "__mean"))
+        rows.append({"variant": r["variant"], "strategy": r["strategy"], "seeds": r["seeds"],
+                     ROUTING_HEADER: routing_cell(r), "img ACC (routed)": _ci(r, acc),
+                     "img ACC (oracle)": NA if oracle is None else _ci(oracle, acc),
+                     "img FM (oracle)": NA if oracle is None else _ci(oracle, f"{data.PRIMARY}_fm"),
+                     "routed - oracle": gap})
+    return table(pd.DataFrame(rows))
 
 
 def per_class_tables(pc: pd.DataFrame, agg: pd.DataFrame, classes: list[str],
@@ -506,6 +548,11 @@ def scenario_section(scenario: str, sub: pd.DataFrame, tasks: list[list[str]],
                   "so pixel metrics were not measured (pixel columns: n/a).", ""]
     lines += [main_table(sub), ""]
     lines += [tie_note, ""] if tie_note else []
+    if routing := routing_table(sub):
+        lines += ["### Routing", "", "Rows that route each test image to a task before "
+                  "scoring it (task-agnostic), beside the same rows with `--task-aware` (oracle "
+                  "routing). Routing accuracy: share of a task's test images routed to it, final "
+                  "evaluation, mean over tasks, in points.", "", routing, ""]
     classes = [c for t in tasks for c in t]
     specs = [s for s in data.summarised() if not s.pooled]
     if tables := per_class_tables(pc, sub, classes, specs[:1]):

@@ -33,11 +33,11 @@ from nfbench.benchmarks.report.data import MapColumn, MapRow  # noqa: E402
 from nfbench.benchmarks.running.strategies import DEFAULT_STRATEGY, strategy_of_label  # noqa: E402
 
 __all__ = ["PLOT_NAMES", "acc_vs_latency", "anomaly_maps", "cd_diagram", "compare_figure",
-           "forgetting_bars",
-           "memory_bars", "per_task_curves", "r_heatmaps", "state_per_task", "styles"]
+           "forgetting_bars", "memory_bars", "per_task_curves", "r_heatmaps",
+           "routing_over_tasks", "state_per_task", "styles"]
 
 PLOT_NAMES = ("r_matrix_image_auroc", "acc_vs_latency", "forgetting", "per_task", "memory",
-              "state_per_task", "anomaly_maps", "critical_difference")
+              "state_per_task", "routing", "anomaly_maps", "critical_difference")
 
 
 # one marker and line style per strategy, in the strategies' own order
@@ -362,25 +362,57 @@ def memory_bars(agg: pd.DataFrame, style: dict[str, Style] | None = None) -> Fig
 # ---------------------------------------------------------------- anomaly maps
 
 
-def state_per_task(states: dict[str, np.ndarray], style: dict[str, Style] | None = None
-                   ) -> Figure | None:
+def _per_phase_lines(ax: Axes, series: dict[str, np.ndarray], style: dict[str, Style],
+                     ylabel: str, title: str) -> None:
+    for lab, s in series.items():
+        st = style[lab]
+        ax.plot(np.arange(1, len(s) + 1), s, marker=st.marker, ls=st.line, color=st.color,
+                label=lab)
+    ax.set_xticks(range(1, max(len(s) for s in series.values()) + 1))
+    ax.set_xlabel("after training task t")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+
+
+def state_per_task(states: dict[str, np.ndarray], style: dict[str, Style] | None = None,
+                   trainable: dict[str, np.ndarray] | None = None) -> Figure | None:
     """The model's state (MB) after each task, one line per group: a memory bank that keeps
-    every task grows; a flow stays flat."""
+    every task grows; a flow stays flat. With `trainable`, a second panel: the parameters each
+    phase trained (a flow that isolates tasks trains only one task's pieces after the first)."""
     states = {lab: s for lab, s in states.items() if len(s) > 1}  # joint trains once
     if not states:
         return None
     style = _resolve(style, list(states))
-    fig, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
-    for lab, s in states.items():
-        st = style[lab]
-        ax.plot(np.arange(1, len(s) + 1), s, marker=st.marker, ls=st.line, color=st.color,
-                label=lab)
-    ax.set_xticks(range(1, max(len(s) for s in states.values()) + 1))
-    ax.set_xlabel("after training task t")
-    ax.set_ylabel("model state: parameters + buffers (MB)")
-    ax.set_title("Memory per task\n(a memory bank grows, a flow does not)")
-    ax.grid(alpha=0.3)
-    _legends(ax, {lab: style[lab] for lab in states})
+    trainable = {lab: t for lab, t in (trainable or {}).items() if lab in states}
+    fig, axes = plt.subplots(1, 2 if trainable else 1, figsize=(13 if trainable else 7.5, 4.5),
+                             squeeze=False, layout="constrained")
+    _per_phase_lines(axes[0, 0], states, style, "model state: parameters + buffers (MB)",
+                     "Memory per task\n(a memory bank grows, a flow does not)")
+    if trainable:
+        _per_phase_lines(axes[0, 1], trainable, style, "parameters trained in the phase",
+                         "Parameters per task\n(trainable in each phase)")
+        axes[0, 1].set_yscale("log")
+    _legends(axes[0, -1], {lab: style[lab] for lab in states})
+    return fig
+
+
+def routing_over_tasks(curves: dict[str, dict[str, np.ndarray]],
+                       style: dict[str, Style] | None = None) -> Figure | None:
+    """Routing accuracy after each task (mean over the tasks learned so far), normal and
+    anomalous test images side by side, one line per routing group."""
+    if not any(curves.values()):
+        return None
+    labels = list(dict.fromkeys(lab for c in curves.values() for lab in c))
+    style = _resolve(style, labels)
+    fig, axes = plt.subplots(1, len(curves), figsize=(6.5 * len(curves), 4.5), squeeze=False,
+                             layout="constrained")
+    for ax, (split, series) in zip(axes[0], curves.items(), strict=True):
+        if series:
+            _per_phase_lines(ax, {lab: 100 * s for lab, s in series.items()}, style,
+                             "routing accuracy (%)", f"Routing accuracy, {split} test images")
+            ax.set_ylim(0, 102)
+    _legends(axes[0, -1], {lab: style[lab] for lab in labels})
     return fig
 
 

@@ -81,6 +81,7 @@ class CellContext:
     calibration: CalibrationSplit | None = None  # None: no split (calibrate on `held`)
     maps: np.ndarray | None = None  # the latest evaluation
     scores: np.ndarray | None = None
+    routes: np.ndarray | None = None  # the class each test image was routed to, if any
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:

@@ -28,6 +28,7 @@ from nfbench.benchmarks.measuring.evaluate import (
 )
 from nfbench.benchmarks.measuring.forgetting import summarize
 from nfbench.benchmarks.measuring.metrics import metric_table, summarised_keys
+from nfbench.benchmarks.measuring.routing import route_all, routing_row
 from nfbench.benchmarks.measuring.ties import tied_classes
 from nfbench.benchmarks.records.record import CellRecord, ErrorInfo, now
 from nfbench.benchmarks.records.results import environment, write_scores
@@ -77,11 +78,16 @@ class Evaluations:
         self.arrays: dict[str, np.ndarray] = {"masks": test.masks}
         self.class_names = np.array([s.class_name for s in test.samples])
         self.ties: list[dict] = []
+        self.routing: dict[str, list] = {"normal": [], "anomalous": [], "confusion": []}
 
-    def add(self, row: int, maps: np.ndarray, scores: np.ndarray) -> None:
+    def add(self, row: int, maps: np.ndarray, scores: np.ndarray,
+            routes: np.ndarray | None = None) -> None:
         """Fill R[row, k] for every task k from one evaluation (pixel metrics on seen tasks
-        of a dataset with masks only)."""
+        of a dataset with masks only), and the routing figures where the model routed."""
         test = self.test
+        if routes is not None:
+            for key, value in routing_row(routes, test, self.num_tasks, row + 1).items():
+                self.routing[key].append(value)
         self.arrays[f"maps_t{row}"] = self._kept(maps, row)
         figures = evaluation_row(maps, scores, test, self.num_tasks, row + 1, self.has_masks)
         for k, values in enumerate(figures):
@@ -161,6 +167,9 @@ def run_phase(ctx: CellContext, phase: Phase, callbacks: Sequence[Callback],
     with ctx.timed("evaluation"):
         ctx.maps, ctx.scores = score_all(model, ctx.test_features, test_ids, env.device,
                                          env.eval_batch_size, env.autocast)
+        # routing is measured where it happens: task-agnostic evaluation only
+        ctx.routes = None if ctx.spec.task_aware else route_all(
+            model, ctx.test_features, env.device, env.eval_batch_size)
     if not (np.isfinite(ctx.scores).all() and np.isfinite(ctx.maps).all()):
         raise DivergedError(phase.row, stats.steps, "non-finite anomaly scores")
     return stats.steps
@@ -173,6 +182,8 @@ def finish_cell(ctx: CellContext, evaluations: Evaluations) -> None:
     record.R = dict(evaluations.R)
     record.summary = {m: summarize(evaluations.R[m]) for m in summarised_keys()}
     record.ties = evaluations.ties
+    if evaluations.routing["confusion"]:
+        record.routing = evaluations.routing
     record.cost.feature_time_s = ctx.env.cache.extraction_seconds
     record.cost.params_total = count_parameters(ctx.model)[0]
     if record.ok:
@@ -207,7 +218,7 @@ def run_cell(
             ctx.record.error = ErrorInfo("Diverged", str(err), err.task, err.step)
             break
         with ctx.timed("metrics"):
-            evaluations.add(phase.row, ctx.maps, ctx.scores)
+            evaluations.add(phase.row, ctx.maps, ctx.scores, ctx.routes)
         ctx.strategy.after_phase(ctx.model, phase)
         for callback in callbacks:
             callback.after_phase(ctx, phase)

@@ -289,6 +289,16 @@ class CCNF(FlowADModel):
         return out
 
     @torch.no_grad()
+    def route(self, features: list[torch.Tensor]) -> torch.Tensor | None:
+        """HasRouting: the class y_hat of the image-level decision (None before any class)."""
+        if not len(self.embedding):
+            return None
+        vectors = self._vectors(features)
+        rows = image_class_decision(self._all_class_log_probs(vectors),
+                                    [x.shape[-1] for x in vectors])
+        return torch.tensor(self.seen_classes, device=rows.device)[rows]
+
+    @torch.no_grad()
     def posterior_entropy(self, features: list[torch.Tensor]) -> torch.Tensor:
         """Per-image mean of H(p(y|x)) over positions and levels (B,), for the diagnostics."""
         log_probs = self._all_class_log_probs(self._vectors(features))

@@ -264,6 +264,20 @@ class HGAD(FlowADModel):
             self.config.blur_sigma)
         return AnomalyOutput(maps=maps, image_scores=maps.flatten(1).amax(dim=1))
 
+    @torch.no_grad()
+    def route(self, features: list[torch.Tensor]) -> torch.Tensor | None:
+        """HasRouting: argmax_y of the GMM's per-class log-density per dimension, averaged over
+        positions and levels (one class per image; None before any class)."""
+        if not self.seen_classes:
+            return None
+        total = 0.0
+        for level, feat in enumerate(features):
+            z, _ = self.encode_level(level, feat)
+            per_class = self.gmms[level].log_prob_per_class(z) / z.shape[1]
+            total = total + per_class.view(feat.shape[0], -1, per_class.shape[1]).mean(dim=1)
+        rows = total.argmax(dim=1)
+        return torch.tensor(self.seen_classes, device=rows.device)[rows]
+
     def posterior_entropy(
         self, features: list[torch.Tensor], with_prior: bool = False
     ) -> torch.Tensor:

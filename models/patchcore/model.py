@@ -160,6 +160,22 @@ class PatchCore(MemoryBankModel):
             self.task_sizes = size
 
     @torch.no_grad()
+    def route(self, features: list[torch.Tensor]) -> torch.Tensor | None:
+        """HasRouting, own strategy: the task whose bank holds most of an image's nearest rows
+        (a vote over its patches; None outside the own strategy: one bank, nothing to route)."""
+        if self._mode != OWN_STRATEGY or not len(self.task_sizes):
+            return None
+        embedding = self.embed(features)
+        b = embedding.shape[0]
+        _, nn_index = nearest_neighbours(self._rows(embedding), self.memory_bank,
+                                         self.config.chunk_size)
+        bounds = self.task_sizes.cumsum(0)
+        task_of_row = torch.bucketize(nn_index.view(b, -1), bounds, right=True)
+        votes = F.one_hot(task_of_row, len(bounds)).sum(dim=1)
+        first = torch.tensor([classes[0] for classes in self.task_classes[: len(bounds)]])
+        return first.to(votes.device)[votes.argmax(dim=1)]
+
+    @torch.no_grad()
     def score(self, features: list[torch.Tensor], class_ids: torch.Tensor | None) -> AnomalyOutput:
         if self.memory_bank.shape[0] == 0:
             raise RuntimeError("patchcore's memory bank is empty: finish_task was never called")

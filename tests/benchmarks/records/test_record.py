@@ -87,3 +87,13 @@ def test_load_records_names_what_it_left_out(tmp_path):
     records, notes = load_records(tmp_path)
     assert [r.cell_id for r in records] == ["c1"]
     assert len(notes) == 2 and any("broken.json" in n for n in notes)
+
+
+def test_schema_2_records_load_without_routing(tmp_path):
+    old = {**_record().to_json(), "schema_version": 2}
+    del old["routing"]
+    path = tmp_path / "cells" / "c1.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps(old))
+    back = read_record(path)
+    assert back.routing is None and back.schema_version == SCHEMA_VERSION

@@ -29,7 +29,8 @@ def test_cell_record_is_complete_and_recomputable(tiny_request):
     request = dataclasses.replace(tiny_request, measure_cost=True)
     [record] = run_grid(request, show_progress=False)
     assert record.status == "ok", record.error
-    assert record.schema_version == 2 and record.tasks == [["alpha"], ["beta"]]
+    assert record.schema_version == 3 and record.tasks == [["alpha"], ["beta"]]
+    assert record.routing is None  # fastflow does not route: n/a
     R = np.array(record.R["image_auroc"], dtype=float)
     assert R.shape == (2, 2) and np.isfinite(R).all()  # k > t recorded too (unseen)
     for key in ("latency_ms_p50", "latency_ms_p95", "throughput_img_s", "memory_mb_batch1",

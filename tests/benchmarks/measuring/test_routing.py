@@ -1,0 +1,63 @@
+"""Routing accuracy on literal examples: per task, normal and anomalous images apart, the task
+confusion; a model that cannot route gives None (n/a downstream)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.metrics import accuracy_score
+
+from nfbench.benchmarks.measuring.evaluate import EvalSet
+from nfbench.benchmarks.measuring.routing import final_accuracy, route_all, routing_row
+from nfbench.models.backbone import FeatureInfo
+from nfbench.models.registry import create_model
+
+
+def _test_set() -> EvalSet:
+    """Two tasks: task 0 = class 0 (ids 0..3), task 1 = classes 1 and 2 (ids 4..7);
+    labels alternate normal / anomalous."""
+    return EvalSet(samples=[], task_of=np.array([0, 0, 0, 0, 1, 1, 1, 1]),
+                   class_ids=np.array([0, 0, 0, 0, 1, 1, 2, 2]),
+                   labels=np.array([0, 1, 0, 1, 0, 1, 0, 1]), has_mask=np.ones(8, bool),
+                   masks=np.zeros((8, 2, 2), bool))
+
+
+def test_accuracy_per_task_and_label_and_the_confusion():
+    test = _test_set()
+    # routed classes: task 0's normals right, one anomaly to class 2 (task 1); task 1's images
+    # to class 2 (right: any class of the task counts) but its second anomaly to class 0
+    routed = np.array([0, 2, 0, 0, 2, 1, 1, 0])
+    row = routing_row(routed, test, num_tasks=2, seen_tasks=2)
+    assert row["normal"].tolist() == [1.0, 1.0]
+    assert row["anomalous"].tolist() == [0.5, 0.5]
+    assert row["confusion"].tolist() == [[3, 1], [1, 3]]
+    chosen = np.array([0, 1, 0, 0, 1, 1, 1, 0])
+    for label in (0, 1):
+        for task in (0, 1):
+            keep = (test.labels == label) & (test.task_of == task)
+            expected = accuracy_score(test.task_of[keep], chosen[keep])
+            assert row["normal" if label == 0 else "anomalous"][task] == expected
+
+
+def test_tasks_not_learned_yet_are_not_scored():
+    row = routing_row(np.zeros(8, int), _test_set(), num_tasks=2, seen_tasks=1)
+    assert row["normal"][0] == 1.0 and np.isnan(row["normal"][1])
+
+
+def test_final_accuracy_is_the_last_rows_task_mean_and_na_without_routing():
+    routing = {"normal": [[1.0, None], [0.5, 1.0]], "anomalous": [[1.0, None], [0.25, 0.75]]}
+    assert final_accuracy(routing, "normal") == 0.75
+    assert final_accuracy(routing, "anomalous") == 0.5
+    assert np.isnan(final_accuracy(None, "normal"))
+
+
+def test_a_model_that_cannot_route_gives_none():
+    info = FeatureInfo(channels=(4,), strides=(4,), input_size=8)
+    feats = [torch.randn(3, 4, 2, 2)]
+    fastflow = create_model("fastflow", info, flow_steps=1)
+    assert route_all(fastflow, feats, torch.device("cpu")) is None
+    isoflow = create_model("isoflow", info, flow_steps=1, aux_blocks=0, rank=1)
+    isoflow.start_task(0, [4], "replay")  # one shared density: no routing
+    assert route_all(isoflow, feats, torch.device("cpu")) is None
+    isoflow.start_task(1, [7], "isoflow")
+    assert set(route_all(isoflow, feats, torch.device("cpu"), batch_size=2)) <= {4, 7}

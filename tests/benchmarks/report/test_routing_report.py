@@ -1,0 +1,69 @@
+"""The report's routing figures: a routing-accuracy column (n/a for rows that do not route),
+each routed row beside its oracle (task-aware) row, a plot over tasks."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from nfbench.benchmarks.records.record import CellRecord, Cost
+from nfbench.benchmarks.report import data, markdown, plots
+
+
+def _record(strategy: str, seed: int, acc: float, task_aware: bool = False,
+            routing: dict | None = None, model: str = "isoflow") -> CellRecord:
+    R = [[acc, None], [acc, acc]]
+    return CellRecord(
+        cell_id=f"{model}-{strategy}-{seed}-{task_aware}", status="ok", model=model,
+        variant=model, scenario="synthetic:2x1", strategy=strategy, seed=seed,
+        task_aware=task_aware, tasks=[["a"], ["b"]], R={"image_auroc": R},
+        summary={"image_auroc": {"acc": acc, "fm": 0.0, "bwt": 0.0}}, routing=routing,
+        cost=Cost(params_trainable=[1000, 10], state_mb=[1.0, 1.1]))
+
+
+ROUTING = {"normal": [[1.0, None], [1.0, 0.5]], "anomalous": [[1.0, None], [0.5, 0.5]],
+           "confusion": [[[2, 0], [2, 0]], [[2, 0], [1, 1]]]}
+
+
+def _agg(records: list[CellRecord]):
+    return data.aggregate(data.cells_frame(records))
+
+
+def test_routing_column_and_the_oracle_row_beside_it(monkeypatch):
+    records = [_record("isoflow", s, 0.8, routing=ROUTING) for s in (0, 1)]
+    records += [_record("isoflow", s, 0.9, task_aware=True) for s in (0, 1)]
+    records += [_record("replay", 0, 0.85, model="fastflow")]
+    agg = _agg(records)
+    assert list(zip(agg["variant"], agg["task_aware"], strict=True)) == [
+        ("fastflow", False), ("isoflow", False), ("isoflow", True)]
+    monkeypatch.setattr(markdown, "fmt_vs_best", lambda r: "")  # needs the bootstrap's columns
+    main = markdown.main_table(agg)
+    assert markdown.ROUTING_HEADER in main
+    cells = [markdown.routing_cell(r) for _, r in agg.iterrows()]
+    assert cells[0] == "n/a" and cells[2] == "n/a"  # cannot route; oracle routing
+    assert cells[1].startswith("75.0") and "/ 50.0" in cells[1]
+    table = markdown.routing_table(agg)
+    assert table is not None and table.count("\n") == 2  # header, rule, one routed row
+    assert "80.0" in table and "90.0" in table and "-10.0" in table
+
+
+def test_no_routing_table_without_a_routed_row():
+    assert markdown.routing_table(_agg([_record("replay", 0, 0.8, model="fastflow")])) is None
+
+
+def test_routing_over_tasks_plots_the_mean_over_learned_tasks():
+    curves = data.routing_per_task([_record("isoflow", 0, 0.8, routing=ROUTING)])
+    assert np.allclose(curves["normal"]["isoflow / isoflow"], [1.0, 0.75])
+    assert np.allclose(curves["anomalous"]["isoflow / isoflow"], [1.0, 0.5])
+    fig = plots.routing_over_tasks(curves)
+    assert fig is not None and len(fig.axes[0].lines) == 1
+    plt.close(fig)
+    assert plots.routing_over_tasks({"normal": {}, "anomalous": {}}) is None
+
+
+def test_parameters_per_task_are_a_panel_of_state_per_task():
+    records = [_record("isoflow", 0, 0.8)]
+    fig = plots.state_per_task(data.state_per_task(records), data.trainable_per_task(records))
+    assert len(fig.axes) == 2
+    assert list(fig.axes[1].lines[0].get_ydata()) == [1000, 10]
+    plt.close(fig)
