@@ -37,8 +37,8 @@ def test_routing_column_and_the_oracle_row_beside_it(monkeypatch):
     assert list(zip(agg["variant"], agg["task_aware"], strict=True)) == [
         ("fastflow", False), ("isoflow", False), ("isoflow", True)]
     monkeypatch.setattr(markdown, "fmt_vs_best", lambda r: "")  # needs the bootstrap's columns
-    main = markdown.main_table(agg)
-    assert markdown.ROUTING_HEADER in main
+    details = markdown.details_tables(agg)[0]  # the first table keeps its ten columns
+    assert markdown.ROUTING_HEADER in details
     cells = [markdown.routing_cell(r) for _, r in agg.iterrows()]
     assert cells[0] == "n/a" and cells[2] == "n/a"  # cannot route; oracle routing
     assert cells[1].startswith("75.0") and "/ 50.0" in cells[1]
@@ -63,7 +63,8 @@ def test_routing_over_tasks_plots_the_mean_over_learned_tasks():
 
 def test_parameters_per_task_are_a_panel_of_state_per_task():
     records = [_record("isoflow", 0, 0.8)]
-    fig = plots.state_per_task(data.state_per_task(records), data.trainable_per_task(records))
+    fig = plots.state_per_task(data.state_per_task(records),
+                               trainable=data.trainable_per_task(records))
     assert len(fig.axes) == 2
     assert list(fig.axes[1].lines[0].get_ydata()) == [1000, 10]
     plt.close(fig)
