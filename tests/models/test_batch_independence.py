@@ -79,7 +79,7 @@ def _batch_independent(model: FlowADModel, feats: list[torch.Tensor], tol: float
 
 def test_every_native_model_is_covered():
     assert set(NATIVE) == {"fastflow", "cflow", "csflow", "uflow", "hgad", "ccnf",
-                           "msflow", "patchcore"}
+                           "msflow", "isoflow", "patchcore"}
 
 
 @pytest.mark.parametrize("name", NATIVE)
