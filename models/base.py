@@ -54,6 +54,9 @@ class AnomalyOutput:
 
     maps: torch.Tensor
     image_scores: torch.Tensor
+    # HasRouting models that pick the task while they score (IsoFlow) may say which: per image
+    # the class id route() would give, so the harness need not route a second time
+    routed: torch.Tensor | None = None
 
 
 class FlowADModel(nn.Module):

@@ -59,17 +59,18 @@ def scoring_precision(device: torch.device, autocast: str = "none"):
 
 
 @torch.no_grad()
-def _scored_batches(model: FlowADModel, features, class_ids: torch.Tensor | None,
-                    device: torch.device, batch_size: int, autocast: str):
-    """The model's outputs, one batch of rows at a time (features are read batch by batch:
-    a FeatureSet never holds a whole set)."""
+def scored_batches(model: FlowADModel, features, class_ids: torch.Tensor | None,
+                   device: torch.device, batch_size: int, autocast: str):
+    """(the batch's features on the device, the model's output), one batch of rows at a time
+    (features are read batch by batch: a FeatureSet never holds a whole set)."""
     model.eval()
     n = features[0].shape[0]
     for lo in range(0, n, batch_size):
         feats = [f[lo : lo + batch_size].to(device) for f in features]
         ids = None if class_ids is None else class_ids[lo : lo + batch_size].to(device)
         with scoring_precision(device, autocast):
-            yield model.score(feats, ids)
+            out = model.score(feats, ids)
+        yield feats, out
 
 
 def score_all(
@@ -83,7 +84,7 @@ def score_all(
     """(maps (N, H, W) as stored: float16, or float32 when beyond float16's range; image
     scores float64 (N,))."""
     maps, scores = [], []
-    for out in _scored_batches(model, features, class_ids, device, batch_size, autocast):
+    for _, out in scored_batches(model, features, class_ids, device, batch_size, autocast):
         maps.append(out.maps.float().cpu().numpy())
         scores.append(out.image_scores.double().cpu().numpy())
     return to_stored(np.concatenate(maps)), np.concatenate(scores)
@@ -99,9 +100,9 @@ def image_scores(
 ) -> np.ndarray:
     """Image scores only (float64 (N,)), the maps dropped batch by batch: threshold fitting
     on a whole training set needs no (N, H, W) array."""
-    return np.concatenate([out.image_scores.double().cpu().numpy() for out in
-                           _scored_batches(model, features, class_ids, device, batch_size,
-                                           autocast)])
+    return np.concatenate([out.image_scores.double().cpu().numpy() for _, out in
+                           scored_batches(model, features, class_ids, device, batch_size,
+                                          autocast)])
 
 
 def metrics_for(

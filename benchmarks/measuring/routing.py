@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from sklearn.metrics import confusion_matrix
 
-from nfbench.benchmarks.measuring.evaluate import EvalSet
+from nfbench.benchmarks.measuring.evaluate import EvalSet, scored_batches, to_stored
 from nfbench.models.base import FlowADModel
 from nfbench.models.capabilities import HasRouting
 
@@ -33,6 +33,27 @@ def route_all(model: FlowADModel, features: list[torch.Tensor], device: torch.de
             return None
         routed.append(out.cpu().numpy())
     return np.concatenate(routed)
+
+
+@torch.no_grad()
+def score_and_route_all(
+    model: FlowADModel, features: list[torch.Tensor], class_ids: torch.Tensor | None,
+    device: torch.device, batch_size: int = 32, autocast: str = "none",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """score_all's maps and scores and, in task-agnostic scoring, route_all's routes, in one
+    pass: a model that routes while it scores (IsoFlow) says so in its output, and is not
+    asked again; the others route each batch right after scoring it (outside autocast)."""
+    routing = class_ids is None and isinstance(model, HasRouting)
+    maps, scores, routes = [], [], []
+    for feats, out in scored_batches(model, features, class_ids, device, batch_size, autocast):
+        maps.append(out.maps.float().cpu().numpy())
+        scores.append(out.image_scores.double().cpu().numpy())
+        if routing:
+            routed = out.routed if out.routed is not None else model.route(feats)
+            routing = routed is not None
+            routes.append(routed.cpu().numpy() if routing else None)
+    return (to_stored(np.concatenate(maps)), np.concatenate(scores),
+            np.concatenate(routes) if routing else None)
 
 
 def routed_tasks(routed_classes: np.ndarray, test: EvalSet) -> np.ndarray:

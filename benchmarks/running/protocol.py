@@ -24,11 +24,10 @@ from nfbench.benchmarks.measuring.evaluate import (
     EvalSet,
     evaluation_row,
     per_class_metrics,
-    score_all,
 )
 from nfbench.benchmarks.measuring.forgetting import summarize
 from nfbench.benchmarks.measuring.metrics import metric_table, summarised_keys
-from nfbench.benchmarks.measuring.routing import route_all, routing_row
+from nfbench.benchmarks.measuring.routing import routing_row, score_and_route_all
 from nfbench.benchmarks.measuring.ties import tied_classes
 from nfbench.benchmarks.records.record import CellRecord, ErrorInfo, now
 from nfbench.benchmarks.records.results import environment, write_scores
@@ -165,11 +164,9 @@ def run_phase(ctx: CellContext, phase: Phase, callbacks: Sequence[Callback],
     ctx.record.cost.state_mb.append(weights_mb(model))  # grows with memory banks, tables
     test_ids = torch.from_numpy(ctx.test.class_ids) if ctx.spec.task_aware else None
     with ctx.timed("evaluation"):
-        ctx.maps, ctx.scores = score_all(model, ctx.test_features, test_ids, env.device,
-                                         env.eval_batch_size, env.autocast)
         # routing is measured where it happens: task-agnostic evaluation only
-        ctx.routes = None if ctx.spec.task_aware else route_all(
-            model, ctx.test_features, env.device, env.eval_batch_size)
+        ctx.maps, ctx.scores, ctx.routes = score_and_route_all(
+            model, ctx.test_features, test_ids, env.device, env.eval_batch_size, env.autocast)
     if not (np.isfinite(ctx.scores).all() and np.isfinite(ctx.maps).all()):
         raise DivergedError(phase.row, stats.steps, "non-finite anomaly scores")
     return stats.steps

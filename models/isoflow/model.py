@@ -120,23 +120,31 @@ class IsoFlow(FlowADModel):
     def _routes(self) -> bool:
         return self.isolating and self.num_tasks > 1
 
+    def _encode_all(self, features: list[torch.Tensor]
+                    ) -> tuple[torch.Tensor, list[list[torch.Tensor]]]:
+        """(T, B) each image's log-likelihood under every task's pieces, and the latents."""
+        encoded = [self.encode(features, t) for t in range(self.num_tasks)]
+        return torch.stack([image_log_likelihood(*e) for e in encoded]), [z for z, _ in encoded]
+
     @torch.no_grad()
     def route_tasks(self, features: list[torch.Tensor]) -> torch.Tensor:
         """(B,) the task whose pieces give each image the highest log-likelihood."""
         if not self._routes():
             return torch.zeros(features[0].shape[0], dtype=torch.long,
                                device=features[0].device)
-        ll = torch.stack([image_log_likelihood(*self.encode(features, t))
-                          for t in range(self.num_tasks)])
-        return ll.argmax(dim=0)
+        return self._encode_all(features)[0].argmax(dim=0)
+
+    def _first_classes(self, device: torch.device) -> torch.Tensor:
+        """(T,) one class id per task: how a routed task is named to the harness."""
+        return torch.tensor([self.task_classes[t][0] for t in range(self.num_tasks)],
+                            device=device)
 
     def route(self, features: list[torch.Tensor]) -> torch.Tensor | None:
         """HasRouting: per image a class id of the task it is routed to (None outside the own
         strategy: one set of pieces, nothing to route)."""
         if not self.isolating:
             return None
-        first = torch.tensor([self.task_classes[t][0] for t in range(self.num_tasks)])
-        return first.to(features[0].device)[self.route_tasks(features)]
+        return self._first_classes(features[0].device)[self.route_tasks(features)]
 
     def _tasks_for(self, features: list[torch.Tensor], class_ids: torch.Tensor | None
                    ) -> torch.Tensor:
@@ -165,5 +173,20 @@ class IsoFlow(FlowADModel):
 
     @torch.no_grad()
     def score(self, features: list[torch.Tensor], class_ids: torch.Tensor | None) -> AnomalyOutput:
-        maps = fastflow_anomaly_map(self.latents(features, class_ids), self.features.input_size)
+        """Task-agnostic and routing: every task's pieces encode the batch once, the most
+        likely task's latents are scored and the route is returned with them (the harness's
+        routing accuracy then costs nothing more)."""
+        if class_ids is not None or not self._routes():
+            return self._scored(self.latents(features, class_ids))
+        log_likelihood, latents = self._encode_all(features)
+        tasks = log_likelihood.argmax(dim=0)
+        rows = torch.arange(tasks.shape[0], device=tasks.device)
+        chosen = [torch.stack([z[i] for z in latents])[tasks, rows]
+                  for i in range(len(features))]
+        out = self._scored(chosen)
+        out.routed = self._first_classes(tasks.device)[tasks]
+        return out
+
+    def _scored(self, latents: list[torch.Tensor]) -> AnomalyOutput:
+        maps = fastflow_anomaly_map(latents, self.features.input_size)
         return AnomalyOutput(maps=maps, image_scores=maps.flatten(1).amax(dim=1))

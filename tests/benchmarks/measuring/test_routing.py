@@ -7,8 +7,13 @@ import numpy as np
 import torch
 from sklearn.metrics import accuracy_score
 
-from nfbench.benchmarks.measuring.evaluate import EvalSet
-from nfbench.benchmarks.measuring.routing import final_accuracy, route_all, routing_row
+from nfbench.benchmarks.measuring.evaluate import EvalSet, score_all
+from nfbench.benchmarks.measuring.routing import (
+    final_accuracy,
+    route_all,
+    routing_row,
+    score_and_route_all,
+)
 from nfbench.models.backbone import FeatureInfo
 from nfbench.models.registry import create_model
 
@@ -61,3 +66,44 @@ def test_a_model_that_cannot_route_gives_none():
     assert route_all(isoflow, feats, torch.device("cpu")) is None
     isoflow.start_task(1, [7], "isoflow")
     assert set(route_all(isoflow, feats, torch.device("cpu"), batch_size=2)) <= {4, 7}
+
+
+def _two_task_isoflow():
+    """An IsoFlow with two tasks of different random pieces (so routing has a choice)."""
+    info = FeatureInfo(channels=(4,), strides=(4,), input_size=8)
+    torch.manual_seed(0)
+    model = create_model("isoflow", info, flow_steps=1, aux_blocks=1, rank=2)
+    model.start_task(0, [4], "isoflow")
+    model.start_task(1, [7], "isoflow")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model.eval()
+
+
+def test_one_pass_scores_and_routes_like_two_passes():
+    """IsoFlow routes while it scores: the one pass gives score_all's maps and scores and
+    route_all's routes, and each image's scores are those of its routed task (oracle ids)."""
+    model, cpu = _two_task_isoflow(), torch.device("cpu")
+    feats = [torch.randn(6, 4, 2, 2)]
+    maps, scores, routes = score_and_route_all(model, feats, None, cpu, batch_size=4)
+    maps2, scores2 = score_all(model, feats, None, cpu, batch_size=4)
+    np.testing.assert_array_equal(routes, route_all(model, feats, cpu, batch_size=4))
+    assert set(routes) == {4, 7}  # both tasks chosen: the comparison below is not vacuous
+    np.testing.assert_allclose(scores, scores2, rtol=1e-6)
+    np.testing.assert_allclose(maps.astype(float), maps2.astype(float), rtol=1e-3)
+    oracle = score_all(model, feats, torch.from_numpy(routes), cpu, batch_size=4)[1]
+    np.testing.assert_allclose(scores, oracle, rtol=1e-5)
+
+
+def test_one_pass_asks_other_models_to_route_and_none_when_task_aware():
+    info = FeatureInfo(channels=(4,), strides=(4,), input_size=8)
+    model, cpu = create_model("ccnf", info), torch.device("cpu")
+    model.start_task(0, [0, 1], "ccnf")
+    feats = [torch.randn(5, 4, 2, 2)]
+    routes = score_and_route_all(model, feats, None, cpu, batch_size=2)[2]
+    assert routes is not None and set(routes) <= {0, 1}
+    np.testing.assert_array_equal(routes, route_all(model, feats, cpu, batch_size=2))
+    assert score_and_route_all(model, feats, torch.zeros(5, dtype=torch.long), cpu)[2] is None
+    fastflow = create_model("fastflow", info, flow_steps=1)
+    assert score_and_route_all(fastflow, feats, None, cpu)[2] is None
