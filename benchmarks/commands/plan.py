@@ -332,7 +332,7 @@ def plan(request: RunRequest, steps: int = 3, steps_only: bool = False,
                 for gp in plans for m in gp.group.models}
     bar = tqdm(total=len(variants), desc="calibrating", disable=steps_only or not show_progress)
     calibrator = Calibrator(device, steps, bar)
-    rows, feature_images = [], {}
+    rows, feature_images, trained = [], {}, set()
     for gp in plans:
         for name in gp.scenario.classes:
             feature_images[(gp.key, gp.dataset.name, name)] = (
@@ -340,7 +340,7 @@ def plan(request: RunRequest, steps: int = 3, steps_only: bool = False,
         for model in gp.group.models:
             overrides = gp.group.model_overrides.get(model, {})
             units = None if steps_only else calibrator(gp, model, overrides)
-            rows += _model_rows(gp, model, overrides, units)
+            rows += _model_rows(gp, model, overrides, units, trained)
     bar.close()
     table = pd.DataFrame(rows)
     feature_s = 0.0 if steps_only else float(sum(
@@ -353,15 +353,29 @@ def plan(request: RunRequest, steps: int = 3, steps_only: bool = False,
     for (key, _, _), n in feature_images.items():
         by_backbone[key] = by_backbone.get(key, 0) + n * bytes_per_image(key[1])
     return table, {"cells": len(table), "steps": int(table["steps"].sum()) if len(table) else 0,
+                   "saved_steps": int(table["saved_steps"].sum()) if len(table) else 0,
                    "features_s": feature_s, "total_s": total, "feature_bytes": feature_bytes,
                    "feature_bytes_by_backbone": by_backbone,
                    "device": device.type, "device_name": name}
 
 
 
-def _model_rows(gp: GroupPlan, model: str, overrides: dict,
-                units: UnitCosts | None) -> list[dict]:
-    """The rows of the model's cells that the runner runs (its skip rule, not a copy)."""
+def _training_key(gp: GroupPlan, model: str, overrides: dict, strategy: str, seed: int
+                  ) -> tuple:
+    """What a single-phase (joint) cell's training depends on, as the runner's training key
+    (running/runner.py) sees it: everything but the scenario's grouping of its classes."""
+    group = gp.group
+    return (repr(gp.key), variant_name(model, overrides), strategy, seed,
+            tuple(gp.scenario.classes),
+            repr(sorted(group.strategy_overrides.get(strategy, {}).items())),
+            group.calibration_split, str(group.data_root), group.device)
+
+
+def _model_rows(gp: GroupPlan, model: str, overrides: dict, units: UnitCosts | None,
+                trained: set[tuple]) -> list[dict]:
+    """The rows of the model's cells that the runner runs (its skip rule, not a copy). A
+    joint cell whose training an earlier scenario's cell already did (`trained`: their keys)
+    loads that model: its steps and training time count as 0, `saved_steps` says how many."""
     group, model_class = gp.group, get_model_class(model)
     config = model_class.config_class(**overrides)
     # measured by the calibration on a GPU; unknown otherwise (a model's activations are
@@ -377,9 +391,16 @@ def _model_rows(gp: GroupPlan, model: str, overrides: dict,
             work = cell_work(model, overrides, strategy_class.name,
                              group.strategy_overrides.get(strategy_class.name, {}),
                              gp.dataset, gp.scenario, seed, group.calibration_split)
+            saved = 0
+            if strategy_class.single_phase:
+                key = _training_key(gp, model, overrides, strategy_class.name, seed)
+                if key in trained:
+                    saved, work.steps, work.finish_images = work.steps, 0, []
+                trained.add(key)
             row = {"scenario": gp.scenario.name, "model": model,
                    "variant": variant_name(model, overrides),
                    "strategy": strategy_class.name, "seed": seed, "steps": work.steps,
+                   "saved_steps": saved,
                    "host_bytes": host_bytes(work, gp.info, config.batch_size),
                    "gpu_bytes": gpu, "backbone": gp.key}
             if units is not None:
@@ -455,6 +476,9 @@ def wall_clock_s(table: pd.DataFrame, totals: dict, gpus: int) -> float:
 
 def summary_line(totals: dict) -> str:
     steps = f"{totals['cells']} cells, {totals['steps']:,} optimiser steps"
+    if totals.get("saved_steps"):
+        steps += (f" ({totals['saved_steps']:,} not taken: joint is trained once across "
+                  "scenarios with the same classes)")
     features = f"features {totals['feature_bytes'] / GB:.1f} GB in float16"
     if totals["total_s"] is None:
         return f"{steps}; {features} (--steps-only: no time estimate)"

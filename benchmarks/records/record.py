@@ -113,6 +113,9 @@ class CellRecord:
     threshold_calibration: dict | None = None
     cost: Cost = field(default_factory=Cost)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage of the cell
+    # the cell whose trained model this one evaluates (joint shared across scenarios with the
+    # same classes: running/trained.py); None: trained here
+    trained_in: str | None = None
     scores: dict[str, str] | None = None  # {"csv": path, "maps": path}, relative to results
     wall_time_s: float | None = None
     schema_version: int = SCHEMA_VERSION

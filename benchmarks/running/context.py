@@ -39,6 +39,9 @@ class CellSpec:
     task_aware: bool = False
     measure_cost: bool = True
     calibration_split: float = DEFAULT_CALIBRATION_SPLIT  # held out for thresholds only
+    # cells with the same key train the same model (joint on the same classes, see
+    # trained.py): the first trains and saves it, the others load it; None: not shared
+    training_key: str | None = None
 
     def identity(self, scenario: str, label: str) -> dict:
         """The record fields that name the cell."""

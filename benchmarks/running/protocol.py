@@ -35,6 +35,7 @@ from nfbench.benchmarks.running.calibration import split_for_calibration
 from nfbench.benchmarks.running.callbacks import Callback
 from nfbench.benchmarks.running.context import CellContext, CellEnv, CellSpec
 from nfbench.benchmarks.running.strategies import Phase, build_config, get_strategy_class
+from nfbench.benchmarks.running.trained import load_trained, save_trained, trained_path
 from nfbench.benchmarks.running.trainer import DivergedError, train_phase
 from nfbench.datasets.base import Dataset, Sample, load_mask
 from nfbench.datasets.scenarios import Scenario
@@ -141,10 +142,12 @@ def start_cell(spec: CellSpec, env: CellEnv, cid: str) -> CellContext:
 
 def run_phase(ctx: CellContext, phase: Phase, callbacks: Sequence[Callback],
               global_step: int) -> int:
-    """Train one phase, let the model finish it, score the test set; returns the steps."""
+    """Train one phase (or load the model another cell trained on exactly this, see
+    trained.py), let the model finish it, score the test set; returns the steps."""
     env, model = ctx.env, ctx.model
     index = {name: i for i, name in enumerate(env.scenario.classes)}
-    model.start_task(phase.row, [index[n] for n in phase.new_classes], ctx.strategy.model_mode)
+    model.start_task(phase.model_task, [index[n] for n in phase.new_classes],
+                     ctx.strategy.model_mode)
     ctx.strategy.before_phase(model, phase)
     samples = ctx.strategy.training_samples(phase)
     ctx.held = samples
@@ -154,13 +157,25 @@ def run_phase(ctx: CellContext, phase: Phase, callbacks: Sequence[Callback],
     for callback in callbacks:
         callback.before_phase(ctx, phase)
     ctx.record.cost.params_trainable.append(count_parameters(model)[1])
-    started = time.perf_counter()
-    with ctx.timed("training"):
-        stats = train_phase(model, feats, ids, phase.row, ctx.spec.seed, env.device, global_step,
-                            env.show_progress, ctx.strategy.max_steps(phase, samples, model))
-        with torch.no_grad():  # part of learning the task (a memory bank is fitted here)
-            model.finish_task(feats, ids)
-    ctx.record.cost.train_time_s.append(time.perf_counter() - started)
+    shared = (None if ctx.spec.training_key is None
+              else trained_path(env.results_dir, ctx.spec.training_key))
+    trained = None if shared is None else load_trained(shared, env.device)
+    if trained is None:
+        started = time.perf_counter()
+        with ctx.timed("training"):
+            steps = train_phase(model, feats, ids, phase.model_task, ctx.spec.seed, env.device,
+                                global_step, env.show_progress,
+                                ctx.strategy.max_steps(phase, samples, model)).steps
+            with torch.no_grad():  # part of learning the task (a memory bank is fitted here)
+                model.finish_task(feats, ids)
+        seconds = time.perf_counter() - started
+        if shared is not None:
+            save_trained(shared, model, steps, seconds, ctx.record.cell_id)
+    else:
+        ctx.model = model = trained.model
+        trained.restore_random_state()
+        steps, seconds, ctx.record.trained_in = trained.steps, trained.seconds, trained.cell_id
+    ctx.record.cost.train_time_s.append(seconds)  # where it was trained
     ctx.record.cost.state_mb.append(weights_mb(model))  # grows with memory banks, tables
     test_ids = torch.from_numpy(ctx.test.class_ids) if ctx.spec.task_aware else None
     with ctx.timed("evaluation"):
@@ -168,8 +183,8 @@ def run_phase(ctx: CellContext, phase: Phase, callbacks: Sequence[Callback],
         ctx.maps, ctx.scores, ctx.routes = score_and_route_all(
             model, ctx.test_features, test_ids, env.device, env.eval_batch_size, env.autocast)
     if not (np.isfinite(ctx.scores).all() and np.isfinite(ctx.maps).all()):
-        raise DivergedError(phase.row, stats.steps, "non-finite anomaly scores")
-    return stats.steps
+        raise DivergedError(phase.row, steps, "non-finite anomaly scores")
+    return steps
 
 
 def finish_cell(ctx: CellContext, evaluations: Evaluations) -> None:

@@ -41,6 +41,15 @@ def variant_name(model: str, overrides: dict) -> str:
     return f"{model}[{','.join(f'{k}={v}' for k, v in given.items())}]"
 
 
+def training_key(variant: str, label: str, seed: int, settings: dict,
+                 classes: tuple[str, ...]) -> str:
+    """What a single-phase (joint) cell's training depends on: its settings with the
+    scenario's classes, in order, in place of its tasks (which only group the evaluation),
+    and without task-awareness (test time only). Equal keys train the same model once."""
+    shared = {k: v for k, v in settings.items() if k not in ("tasks", "task_aware")}
+    return cell_id(variant, "trained", label, seed, shared | {"classes": list(classes)})
+
+
 def check_names(request: RunRequest) -> None:
     """Bad model, strategy or flag names fail before any data is touched."""
     used: set[str] = set()
@@ -88,7 +97,12 @@ def plan_cells(request: RunRequest, env: CellEnv) -> list[PlannedCell]:
                                 strategy_class.name, seed, strategy_overrides,
                                 request.task_aware, request.measure_cost,
                                 request.calibration_split)
-                cid = cell_id(spec.variant, env.scenario.name, label, seed, settings)
+                cell_settings = settings
+                if strategy_class.single_phase and not skip:
+                    spec.training_key = training_key(spec.variant, label, seed, settings,
+                                                     env.scenario.classes)
+                    cell_settings = settings | {"training_key": spec.training_key}
+                cid = cell_id(spec.variant, env.scenario.name, label, seed, cell_settings)
                 cells.append(PlannedCell(spec, cid, label, skip))
     return cells
 

@@ -30,10 +30,17 @@ class StrategyConfig:
 
 @dataclass(frozen=True)
 class Phase:
-    """One training phase: fills R row `row` once trained."""
+    """One training phase: fills R row `row` once trained. The model learns it as its task
+    `task_index` (default: the row); joint's one phase is the model's first and only task
+    whatever the scenario's task count, so its training does not depend on the scenario."""
 
     row: int
     new_classes: tuple[str, ...]
+    task_index: int | None = None
+
+    @property
+    def model_task(self) -> int:
+        return self.row if self.task_index is None else self.task_index
 
 
 class Strategy:
