@@ -169,10 +169,10 @@ def run_phase(ctx: CellContext, phase: Phase, callbacks: Sequence[Callback],
             with torch.no_grad():  # part of learning the task (a memory bank is fitted here)
                 model.finish_task(feats, ids)
         seconds = time.perf_counter() - started
-        if shared is not None:
+        if shared is not None:  # a file that cannot be written only costs later cells time
             save_trained(shared, model, steps, seconds, ctx.record.cell_id)
     else:
-        ctx.model = model = trained.model
+        trained.load_into(model)
         trained.restore_random_state()
         steps, seconds, ctx.record.trained_in = trained.steps, trained.seconds, trained.cell_id
     ctx.record.cost.train_time_s.append(seconds)  # where it was trained

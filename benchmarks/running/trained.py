@@ -8,19 +8,21 @@ state training left behind; every later one loads it instead of training, scores
 with it and says so in its record (`trained_in`). Its records are the ones retraining would
 give (tests/benchmarks/running/test_trained.py), and `nfbench plan` counts the steps once.
 
-The file is the whole model, pickled with cloudpickle (FrEIA's blocks hold lambdas, which
-the standard pickle refuses), so models whose state is more than parameters and buffers
-(memory banks, task tables) come back complete. It lives beside the records
+The file holds the model's state_dict. The loading cell has built the same model and started
+the same task (the structure training began from); buffers that training or finish_task
+resized (a memory bank) take the saved shape before the state is loaded. A model whose
+learnt state lives outside its parameters and buffers would not come back complete: the test
+compares every native model's shared records with retraining, so such a model shows there. It lives beside the records
 (`<results>/trained/`), which every worker and Slurm task of a grid shares; delete the
 folder to free the disk once a grid is done (a later cell then trains again).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import cloudpickle
 import numpy as np
 import torch
 
@@ -32,14 +34,24 @@ TRAINED_DIR = "trained"
 
 @dataclass
 class TrainedModel:
-    """A model as its phase's training and finish_task left it, and what that cost."""
+    """A model's state as its phase's training and finish_task left it, and what that cost."""
 
-    model: FlowADModel
+    state: dict[str, torch.Tensor]
     steps: int
     seconds: float  # the training's wall time, where it ran
     cell_id: str  # the cell that trained it
     torch_rng: torch.Tensor
     numpy_rng: tuple
+
+    def load_into(self, model: FlowADModel) -> None:
+        """Give `model` (built and started like the one that trained) the trained state."""
+        for name, tensor in self.state.items():
+            owner, _, attr = name.rpartition(".")
+            module = model.get_submodule(owner)
+            buffer = module._buffers.get(attr)
+            if buffer is not None and buffer.shape != tensor.shape:  # grown: a memory bank
+                module._buffers[attr] = torch.empty_like(tensor)
+        model.load_state_dict(self.state)
 
     def restore_random_state(self) -> None:
         """Leave the random generators where training left them: what scoring draws (e.g. a
@@ -54,10 +66,14 @@ def trained_path(results_dir: Path, key: str) -> Path:
 
 def save_trained(path: Path, model: FlowADModel, steps: int, seconds: float,
                  cell_id: str) -> None:
-    """Write the trained model (atomically: a reader never sees half a file)."""
-    payload = {"model": model, "steps": steps, "seconds": seconds, "cell_id": cell_id,
+    """Write the trained model (atomically: a reader never sees half a file); a disk that
+    cannot take it is a warning, not a failed cell (later cells then train again)."""
+    payload = {"state": model.state_dict(), "steps": steps, "seconds": seconds, "cell_id": cell_id,
                "torch_rng": torch.get_rng_state(), "numpy_rng": np.random.get_state()}
-    atomic_write(path, lambda tmp: torch.save(payload, tmp, pickle_module=cloudpickle))
+    try:
+        atomic_write(path, lambda tmp: torch.save(payload, tmp))
+    except OSError as err:
+        warnings.warn(f"trained model not shared ({path}: {err})", stacklevel=2)
 
 
 def load_trained(path: Path, device: torch.device) -> TrainedModel | None:
@@ -67,7 +83,7 @@ def load_trained(path: Path, device: torch.device) -> TrainedModel | None:
         return None
     try:
         payload = torch.load(path, map_location=device, weights_only=False)
-    except (OSError, RuntimeError, EOFError, AttributeError, ModuleNotFoundError):
+    except (OSError, RuntimeError, EOFError, KeyError):
         return None
-    return TrainedModel(payload["model"], int(payload["steps"]), float(payload["seconds"]),
+    return TrainedModel(payload["state"], int(payload["steps"]), float(payload["seconds"]),
                         str(payload["cell_id"]), payload["torch_rng"], payload["numpy_rng"])

@@ -218,3 +218,18 @@ def test_the_rehearsal_is_paper_mvtec_at_full_size_for_one_epoch():
     assert rehearsal["model_overrides"] == one_epoch
     assert rehearsal["scenario"] == "synthetic-mvtec:15x1"
     assert rehearsal["strategies"] == ["finetune", "joint"] and rehearsal["seeds"] == [0]
+
+
+@pytest.mark.slow
+def test_the_rehearsal_runs_on_a_cpu_with_three_small_classes(tmp_path):
+    """The rehearsal shrunk as the paper presets above are (small inputs, SHRUNK), on three
+    one-class tasks of tiny data, both of its strategies: every cell ok, the store recorded."""
+    data = make_tiny_mvtec(tmp_path / "data", classes=("alpha", "beta", "gamma"), n_train=4,
+                           n_good=2, n_bad=2)
+    shared = {"data": data, "cache": tmp_path / "cache", "results": tmp_path / "results"}
+    request = dataclasses.replace(_shrunk("paper-mvtec-rehearsal", shared),
+                                  strategies=["finetune", "joint"], scenario="folder:3x1")
+    records = run_grid(request, show_progress=False)
+    assert len(records) == 2 * len(request.models)
+    assert not {r.variant: r.error for r in records if not r.ok}
+    assert all(r.run_settings["feature_store"]["mode"] for r in records)
