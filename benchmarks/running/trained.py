@@ -12,9 +12,11 @@ The file holds the model's state_dict. The loading cell has built the same model
 the same task (the structure training began from); buffers that training or finish_task
 resized (a memory bank) take the saved shape before the state is loaded. A model whose
 learnt state lives outside its parameters and buffers would not come back complete: the test
-compares every native model's shared records with retraining, so such a model shows there. It lives beside the records
-(`<results>/trained/`), which every worker and Slurm task of a grid shares; delete the
-folder to free the disk once a grid is done (a later cell then trains again).
+compares every native model's shared records with retraining, so such a model shows there.
+The file lives beside the records (`<results>/trained/`), which every worker and Slurm task
+of a grid shares; delete the folder to free the disk once a grid is done (a later cell then
+trains again). Scoring is not shared: each scenario scores the test set again with the
+loaded model (one pass, next to the training's epochs), so every metric stays exact.
 """
 
 from __future__ import annotations
