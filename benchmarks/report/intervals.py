@@ -8,7 +8,7 @@ frames of ``data``; nothing here reads a file or formats a number.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,7 +26,8 @@ from nfbench.benchmarks.report.data import (
     nanmean,
 )
 
-__all__ = ["bootstrap_groups", "cell_replicates", "compare_tables", "with_versus_best"]
+__all__ = ["bootstrap_groups", "cell_replicates", "compare_tables", "with_routing_gaps",
+           "with_variant_gaps", "with_versus_best"]
 
 NAN = float("nan")
 
@@ -149,6 +150,64 @@ def with_versus_best(agg: pd.DataFrame, cells: pd.DataFrame, reps: dict, sigs: d
         for i, below in zip(idx, v.below, strict=True):
             agg.at[i, "vs_best_significant"] = below
     return agg
+
+
+# ---------------------------------------------------------------- a row against its twin
+
+GroupKey = tuple[str, str, str, bool]  # variant, scenario, strategy, task-aware
+
+
+def _with_gaps(agg: pd.DataFrame, records: Sequence[CellRecord], reps: dict, sigs: dict,
+               prefix: str, twin: Callable[[pd.Series], GroupKey | None]) -> pd.DataFrame:
+    """Columns `<prefix>`, `_lo`, `_hi`, `_test`: each row's image ACC minus its twin group's
+    (`twin(row)`; None: no twin), with the compare tables' pair test: Welch across seeds where
+    both have >= 2, else a paired bootstrap over the test images both scored; 95% interval."""
+    groups: dict[GroupKey, list[CellRecord]] = {}
+    for r in records:
+        if r.ok:
+            groups.setdefault((r.variant, r.scenario, r.strategy, bool(r.task_aware)),
+                              []).append(r)
+    key = f"{PRIMARY}_acc"
+    cols = {prefix: [NAN] * len(agg), f"{prefix}_lo": [NAN] * len(agg),
+            f"{prefix}_hi": [NAN] * len(agg), f"{prefix}_test": [""] * len(agg)}
+    for i, (_, row) in enumerate(agg.iterrows()):
+        other = twin(row)
+        mine = groups.get((row["variant"], row["scenario"], row["strategy"],
+                           bool(row["task_aware"])))
+        theirs = groups.get(other) if other else None
+        if not mine or not theirs:
+            continue
+        (a, sa), (b, sb) = (_side_replicates(side, reps, sigs, key) for side in (mine, theirs))
+        paired = sa is not None and sa == sb
+        test = st.compare([r.summary_value(PRIMARY, "acc") for r in mine],
+                          [r.summary_value(PRIMARY, "acc") for r in theirs],
+                          a if paired else None, b if paired else None)
+        if test is not None:
+            cols[prefix][i], cols[f"{prefix}_lo"][i] = test.difference, test.low
+            cols[f"{prefix}_hi"][i], cols[f"{prefix}_test"][i] = test.high, test.method
+    return agg.assign(**cols)
+
+
+def with_routing_gaps(agg: pd.DataFrame, records: Sequence[CellRecord], reps: dict, sigs: dict
+                      ) -> pd.DataFrame:
+    """`routing_gap*`: each task-agnostic row minus its oracle-routing (--task-aware) twin,
+    what routing costs."""
+    return _with_gaps(agg, records, reps, sigs, "routing_gap", lambda r: None if r["task_aware"]
+                      else (r["variant"], r["scenario"], r["strategy"], True))
+
+
+def with_variant_gaps(agg: pd.DataFrame, records: Sequence[CellRecord], reps: dict, sigs: dict
+                      ) -> pd.DataFrame:
+    """`variant_gap*`: each variant with changed flags (an ablation) minus the model's
+    default variant on the same scenario, strategy and routing; `model`: each row's model."""
+    model_of = {r.variant: r.model for r in records}
+    agg = agg.assign(model=[model_of.get(v, v) for v in agg["variant"]])
+
+    def default(r: pd.Series) -> GroupKey | None:
+        return (None if r["model"] == r["variant"]
+                else (r["model"], r["scenario"], r["strategy"], bool(r["task_aware"])))
+
+    return _with_gaps(agg, records, reps, sigs, "variant_gap", default)
 
 
 # ---------------------------------------------------------------- native vs reference

@@ -307,7 +307,8 @@ def _oracle_row(agg: pd.DataFrame, r: pd.Series) -> pd.Series | None:
 
 def routing_table(agg: pd.DataFrame) -> str | None:
     """Every task-agnostic row that routes, beside its oracle-routing (task-aware) row: the
-    gap in image ACC is what routing costs. None when no row routes."""
+    gap in image ACC (intervals.with_routing_gaps) is what routing costs. None when no row
+    routes."""
     cols = [data.routing_col(s) + "__mean" for s in ("normal", "anomalous")]
     present = [c for c in cols if c in agg]
     if not present:
@@ -320,14 +321,46 @@ def routing_table(agg: pd.DataFrame) -> str | None:
     rows = []
     for _, r in routes.iterrows():
         oracle = _oracle_row(agg, r)
-        gap = NA if oracle is None else fmt_pm(_get(r, acc + "__mean") - _get(oracle,
-                                                                          acc + "__mean"))
         rows.append({"variant": r["variant"], "strategy": r["strategy"], "seeds": r["seeds"],
                      ROUTING_HEADER: routing_cell(r), "img ACC (routed)": _ci(r, acc),
                      "img ACC (oracle)": NA if oracle is None else _ci(oracle, acc),
                      "img FM (oracle)": NA if oracle is None else _ci(oracle, f"{data.PRIMARY}_fm"),
-                     "routed - oracle": gap})
+                     "routed - oracle [95%]": gap_cell(r, "routing_gap")})
     return table(pd.DataFrame(rows))
+
+
+def gap_cell(r: pd.Series, prefix: str) -> str:
+    """A row's image ACC minus its twin's (intervals._with_gaps), in points, with its 95%
+    interval and the test behind it (Welch across seeds, or a paired bootstrap over the test
+    images with one seed)."""
+    gap = _get(r, prefix)
+    if not np.isfinite(gap):
+        return NA
+    lo, hi = _get(r, f"{prefix}_lo"), _get(r, f"{prefix}_hi")
+    kind = "seeds" if r.get(f"{prefix}_test") == "welch" else "images"
+    return f"{fmt_pm(gap)} [{lo * 100:.1f}, {hi * 100:.1f}] ({kind})"
+
+
+def variants_table(agg: pd.DataFrame) -> str | None:
+    """Models run with changed flags (ablations) beside their default variant, per strategy
+    and routing: image ACC, FM, routing accuracy and the difference to the default. None when
+    no model has a variant."""
+    if "variant_gap" not in agg:
+        return None
+    changed = agg[np.isfinite(agg["variant_gap"].to_numpy(float))]
+    if changed.empty:
+        return None
+    models = set(changed["model"])
+    rows = agg[agg["model"].isin(models)].sort_values(
+        ["model", "task_aware", "strategy", "variant"], kind="stable")
+    acc = f"{data.PRIMARY}_acc"
+    out = [{"variant": r["variant"],
+            "strategy": r["strategy"] + (" [task-aware]" if r["task_aware"] else ""),
+            "seeds": r["seeds"], "img ACC": _ci(r, acc), "img FM": _ci(r, f"{data.PRIMARY}_fm"),
+            ROUTING_HEADER: routing_cell(r), "vs default [95%]": gap_cell(r, "variant_gap")}
+           for _, r in rows.iterrows()
+           if r["variant"] == r["model"] or np.isfinite(_get(r, "variant_gap"))]
+    return table(pd.DataFrame(out))
 
 
 def per_class_tables(pc: pd.DataFrame, agg: pd.DataFrame, classes: list[str],
@@ -552,7 +585,15 @@ def scenario_section(scenario: str, sub: pd.DataFrame, tasks: list[list[str]],
         lines += ["### Routing", "", "Rows that route each test image to a task before "
                   "scoring it (task-agnostic), beside the same rows with `--task-aware` (oracle "
                   "routing). Routing accuracy: share of a task's test images routed to it, final "
-                  "evaluation, mean over tasks, in points.", "", routing, ""]
+                  "evaluation, mean over tasks, in points. `routed - oracle`: image ACC lost to "
+                  "routing, in points, with its 95% interval (Welch across seeds, or a paired "
+                  "bootstrap over the test images with one seed).", "", routing, ""]
+    if variants := variants_table(sub):
+        lines += ["### Variants (ablations)", "", "Models also run with changed flags, each "
+                  "beside the model's default variant under the same strategy and routing. `vs "
+                  "default`: image ACC minus the default's, in points, with its 95% interval "
+                  "(Welch across seeds, or a paired bootstrap over the test images with one "
+                  "seed).", "", variants, ""]
     classes = [c for t in tasks for c in t]
     specs = [s for s in data.summarised() if not s.pooled]
     if tables := per_class_tables(pc, sub, classes, specs[:1]):

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from scipy.stats import ttest_ind
 
 from nfbench.benchmarks.records.record import CellRecord, Cost
-from nfbench.benchmarks.report import data, markdown, plots
+from nfbench.benchmarks.report import data, intervals, markdown, plots
 
 
 def _record(strategy: str, seed: int, acc: float, task_aware: bool = False,
-            routing: dict | None = None, model: str = "isoflow") -> CellRecord:
+            routing: dict | None = None, model: str = "isoflow",
+            variant: str | None = None) -> CellRecord:
     R = [[acc, None], [acc, acc]]
     return CellRecord(
-        cell_id=f"{model}-{strategy}-{seed}-{task_aware}", status="ok", model=model,
-        variant=model, scenario="synthetic:2x1", strategy=strategy, seed=seed,
+        cell_id=f"{variant or model}-{strategy}-{seed}-{task_aware}", status="ok", model=model,
+        variant=variant or model, scenario="synthetic:2x1", strategy=strategy, seed=seed,
         task_aware=task_aware, tasks=[["a"], ["b"]], R={"image_auroc": R},
         summary={"image_auroc": {"acc": acc, "fm": 0.0, "bwt": 0.0}}, routing=routing,
         cost=Cost(params_trainable=[1000, 10], state_mb=[1.0, 1.1]))
@@ -30,10 +32,10 @@ def _agg(records: list[CellRecord]):
 
 
 def test_routing_column_and_the_oracle_row_beside_it(monkeypatch):
-    records = [_record("isoflow", s, 0.8, routing=ROUTING) for s in (0, 1)]
-    records += [_record("isoflow", s, 0.9, task_aware=True) for s in (0, 1)]
+    records = [_record("isoflow", s, a, routing=ROUTING) for s, a in ((0, 0.8), (1, 0.82))]
+    records += [_record("isoflow", s, a, task_aware=True) for s, a in ((0, 0.9), (1, 0.93))]
     records += [_record("replay", 0, 0.85, model="fastflow")]
-    agg = _agg(records)
+    agg = intervals.with_routing_gaps(_agg(records), records, {}, {})
     assert list(zip(agg["variant"], agg["task_aware"], strict=True)) == [
         ("fastflow", False), ("isoflow", False), ("isoflow", True)]
     monkeypatch.setattr(markdown, "fmt_vs_best", lambda r: "")  # needs the bootstrap's columns
@@ -44,7 +46,11 @@ def test_routing_column_and_the_oracle_row_beside_it(monkeypatch):
     assert cells[1].startswith("75.0") and "/ 50.0" in cells[1]
     table = markdown.routing_table(agg)
     assert table is not None and table.count("\n") == 2  # header, rule, one routed row
-    assert "80.0" in table and "90.0" in table and "-10.0" in table
+    assert "81.0" in table and "91.5" in table
+    # routed - oracle: Welch across the two seeds of each side, as scipy computes it
+    low, high = ttest_ind([0.8, 0.82], [0.9, 0.93], equal_var=False).confidence_interval()
+    assert f"-10.5 [{low * 100:.1f}, {high * 100:.1f}] (seeds)" in table
+    assert np.isnan(agg["routing_gap"]).tolist() == [True, False, True]  # one routed row
 
 
 def test_no_routing_table_without_a_routed_row():
@@ -68,3 +74,18 @@ def test_parameters_per_task_are_a_panel_of_state_per_task():
     assert len(fig.axes) == 2
     assert list(fig.axes[1].lines[0].get_ydata()) == [1000, 10]
     plt.close(fig)
+
+
+def test_an_ablation_sits_beside_the_default_variant_with_its_difference():
+    records = [_record("isoflow", s, a) for s, a in ((0, 0.8), (1, 0.84))]
+    records += [_record("isoflow", s, a, variant="isoflow[alignment=False]")
+                for s, a in ((0, 0.7), (1, 0.72))]
+    records += [_record("replay", 0, 0.85, model="fastflow")]
+    agg = intervals.with_variant_gaps(_agg(records), records, {}, {})
+    table = markdown.variants_table(agg)
+    assert table is not None and table.count("\n") == 3  # header, rule, default, ablation
+    assert "fastflow" not in table  # no variant of its own
+    low, high = ttest_ind([0.7, 0.72], [0.8, 0.84], equal_var=False).confidence_interval()
+    assert f"-11.0 [{low * 100:.1f}, {high * 100:.1f}] (seeds)" in table
+    assert markdown.variants_table(intervals.with_variant_gaps(
+        _agg(records[:2]), records[:2], {}, {})) is None
