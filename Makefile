@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 export HF_HUB_OFFLINE ?= 1
 export PYTHONUNBUFFERED := 1
 
-.PHONY: venv bench test report check lint compare diagnose gpu-check clean
+.PHONY: venv bench routing test report check lint compare diagnose gpu-check clean
 
 venv: $(STAMP)
 
@@ -19,6 +19,21 @@ $(STAMP): pyproject.toml constraints.txt
 
 bench: venv
 	$(BIN)/nfbench run --config bench
+	$(BIN)/nfbench report
+
+# routing and parameter isolation (benchmarks/presets/routing.toml): the task-agnostic rows with
+# their oracle-routing twins, IsoFlow against replay and joint, and its ablation, 3 seeds, on
+# the bench scenario and synthetic:3x2, into the bench's results (about 40 min on 2 CPU cores)
+ROUTING := $(BIN)/nfbench run --config routing
+ABLATIONS := "--isoflow.alignment false" "--isoflow.aux-blocks 0" "--isoflow.tail-weight 0"
+routing: venv
+	$(ROUTING) && $(ROUTING) --task-aware
+	$(ROUTING) --models hgad --strategies finetune
+	$(ROUTING) --models hgad --strategies finetune --task-aware
+	$(ROUTING) --models isoflow --strategies replay joint
+	for flag in $(ABLATIONS); do \
+	  $(ROUTING) --models isoflow --scenario synthetic:6x1 $$flag && \
+	  $(ROUTING) --models isoflow --scenario synthetic:6x1 $$flag --task-aware || exit 1; done
 	$(BIN)/nfbench report
 
 test: venv

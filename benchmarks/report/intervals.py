@@ -132,8 +132,10 @@ def with_versus_best(agg: pd.DataFrame, cells: pd.DataFrame, reps: dict, sigs: d
     above the row), vs_best_significant (significantly below the best; None: not testable),
     and ``<col>__clo``/``__chi``: the row's 95% interval on seeds and test images together.
 
-    Only flow rows may be the best or put others below them (a reference ceiling is judged
-    but never is the best, so the flow ranking stays readable); with no flow, every row.
+    Only task-agnostic flow rows may be the best or put others below them (a reference
+    ceiling, or a row given the oracle task id with --task-aware, is judged but never is the
+    best: the ranking compares flows under the protocol's own, task-agnostic test); with no
+    such row, every row.
     """
     agg = agg.assign(vs_best_is_best=False, **dict.fromkeys(VS_BEST_COLS, np.nan),
                      vs_best_significant=None, **{f"{col}__clo": np.nan, f"{col}__chi": np.nan})
@@ -142,8 +144,10 @@ def with_versus_best(agg: pd.DataFrame, cells: pd.DataFrame, reps: dict, sigs: d
         idx = agg.index[agg["scenario"] == sc]
         part = agg.loc[idx]
         rows = _table_rows(part, cells, reps, sigs, col)
-        flows = part["is_flow"].to_numpy(bool) if "is_flow" in part else None
-        v = cmp.verdicts(rows, eligible=flows)
+        eligible = ~part["task_aware"].to_numpy(bool)
+        if "is_flow" in part:
+            eligible &= part["is_flow"].to_numpy(bool)
+        v = cmp.verdicts(rows, eligible=eligible if eligible.any() else None)
         agg.loc[idx, f"{col}__clo"], agg.loc[idx, f"{col}__chi"] = cmp.row_intervals(rows)
         agg.loc[idx, "vs_best_diff"], agg.loc[idx, "vs_best_p"] = v.difference, v.p_adjusted
         agg.loc[idx, "vs_best_is_best"] = [j == v.best for j in range(len(idx))]

@@ -505,15 +505,15 @@ SIGNIFICANCE = (
     "below it), `below` (significantly below it), `?` (not testable: no per-sample scores); "
     f"`{VS_BEST}` (details): the row's image ACC minus the best's, in points. Procedure: "
     + cmp.PROCEDURE + "; a row is below the "
-    "best when a flow row is significantly above it (adjusted p shown), and the rows marked "
+    "best when a task-agnostic flow row is significantly above it (adjusted p shown), and the rows marked "
     "`≈` with the best form a 95% confidence set for it. With one seed per row the spread "
     "across seeds is not observable, so the test then carries test-image noise only."
 )
 CEILING = (
     "Rows marked (reference ceiling) are not normalizing flows (e.g. a nearest-neighbour "
     "memory bank on the same features): the strongest simple baseline, shown for "
-    "scale. Only flow rows can be the best; a ceiling row is tested against the flows like "
-    "any other row."
+    "scale. Only task-agnostic flow rows can be the best; a ceiling row, and a row given the "
+    "oracle task id (`[task-aware]`), is tested against them like any other row."
 )
 BATCH_DEPENDENT = (
     "‡ This entry's scores depend on the other images in its batch (against the contract's rule "
