@@ -348,6 +348,24 @@ def paired_bootstrap(a: np.ndarray, b: np.ndarray, difference: float | None = No
     return Comparison("paired bootstrap", point, lo, hi, NAN, sig)
 
 
+def paired_seeds(a: Sequence[float], b: Sequence[float], alpha: float = 0.05,
+                 confidence: float = CONFIDENCE) -> Comparison:
+    """a - b paired by seed (e.g. one trained model scored two ways): Student's t on the
+    per-seed differences (scipy's ttest_rel), significant when p < alpha. Differences that are
+    all equal have no spread: the interval is that value, significant unless it is 0."""
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    d = d[np.isfinite(d)]
+    if d.size < 2:
+        return Comparison("paired t", float(d.mean()) if d.size else NAN, NAN, NAN, NAN, None)
+    if np.ptp(d) == 0:
+        return Comparison("paired t", float(d[0]), float(d[0]), float(d[0]),
+                          1.0 if d[0] == 0 else 0.0, bool(d[0] != 0))
+    res = sps.ttest_rel(d, np.zeros_like(d))
+    lo, hi = res.confidence_interval(confidence)
+    p = float(res.pvalue)
+    return Comparison("paired t", float(d.mean()), float(lo), float(hi), p, bool(p < alpha))
+
+
 def welch(a: Sequence[float], b: Sequence[float], alpha: float = 0.05,
           confidence: float = CONFIDENCE) -> Comparison:
     """Welch's t-test across seeds (unequal variances), significant when p < alpha."""

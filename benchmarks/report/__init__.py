@@ -35,7 +35,7 @@ def frames(records: list[CellRecord], results_dir: Path
     reps, sigs = intervals.cell_replicates(records, files.read_cell_scores(records, results_dir))
     if not agg.empty:
         agg = intervals.bootstrap_groups(records, agg, reps, sigs)
-        agg = intervals.with_versus_best(agg, cells, reps, sigs)
+        agg = intervals.with_versus_best(agg, cells, reps, sigs).copy()
         agg = intervals.with_routing_gaps(agg, records, reps, sigs)
         agg = intervals.with_variant_gaps(agg, records, reps, sigs).copy()  # one block: the
         # interval columns were added one by one (pandas' fragmentation warning)

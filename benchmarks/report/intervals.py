@@ -161,17 +161,35 @@ def with_versus_best(agg: pd.DataFrame, cells: pd.DataFrame, reps: dict, sigs: d
 GroupKey = tuple[str, str, str, bool]  # variant, scenario, strategy, task-aware
 
 
+def _pair_test(mine: list[CellRecord], theirs: list[CellRecord], reps: dict, sigs: dict,
+               by_seed: bool) -> st.Comparison | None:
+    """`by_seed`: the two sides are one trained model per seed scored two ways, so the
+    difference is paired by seed (Student's t on the per-seed differences, >= 2 seeds).
+    Otherwise, or with one seed, the compare tables' test: Welch across seeds where both
+    have >= 2, else a paired bootstrap over the test images both scored."""
+    acc = {id(side): {r.seed: r.summary_value(PRIMARY, "acc") for r in side}
+           for side in (mine, theirs)}
+    common = sorted(set(acc[id(mine)]) & set(acc[id(theirs)]))
+    if by_seed and len(common) >= 2:
+        return st.paired_seeds([acc[id(mine)][s] for s in common],
+                               [acc[id(theirs)][s] for s in common])
+    key = f"{PRIMARY}_acc"
+    (a, sa), (b, sb) = (_side_replicates(side, reps, sigs, key) for side in (mine, theirs))
+    paired = sa is not None and sa == sb
+    return st.compare(list(acc[id(mine)].values()), list(acc[id(theirs)].values()),
+                      a if paired else None, b if paired else None)
+
+
 def _with_gaps(agg: pd.DataFrame, records: Sequence[CellRecord], reps: dict, sigs: dict,
-               prefix: str, twin: Callable[[pd.Series], GroupKey | None]) -> pd.DataFrame:
+               prefix: str, twin: Callable[[pd.Series], GroupKey | None],
+               by_seed: bool = False) -> pd.DataFrame:
     """Columns `<prefix>`, `_lo`, `_hi`, `_test`: each row's image ACC minus its twin group's
-    (`twin(row)`; None: no twin), with the compare tables' pair test: Welch across seeds where
-    both have >= 2, else a paired bootstrap over the test images both scored; 95% interval."""
+    (`twin(row)`; None: no twin), with the 95% interval of `_pair_test`."""
     groups: dict[GroupKey, list[CellRecord]] = {}
     for r in records:
         if r.ok:
             groups.setdefault((r.variant, r.scenario, r.strategy, bool(r.task_aware)),
                               []).append(r)
-    key = f"{PRIMARY}_acc"
     cols = {prefix: [NAN] * len(agg), f"{prefix}_lo": [NAN] * len(agg),
             f"{prefix}_hi": [NAN] * len(agg), f"{prefix}_test": [""] * len(agg)}
     for i, (_, row) in enumerate(agg.iterrows()):
@@ -181,11 +199,7 @@ def _with_gaps(agg: pd.DataFrame, records: Sequence[CellRecord], reps: dict, sig
         theirs = groups.get(other) if other else None
         if not mine or not theirs:
             continue
-        (a, sa), (b, sb) = (_side_replicates(side, reps, sigs, key) for side in (mine, theirs))
-        paired = sa is not None and sa == sb
-        test = st.compare([r.summary_value(PRIMARY, "acc") for r in mine],
-                          [r.summary_value(PRIMARY, "acc") for r in theirs],
-                          a if paired else None, b if paired else None)
+        test = _pair_test(mine, theirs, reps, sigs, by_seed)
         if test is not None:
             cols[prefix][i], cols[f"{prefix}_lo"][i] = test.difference, test.low
             cols[f"{prefix}_hi"][i], cols[f"{prefix}_test"][i] = test.high, test.method
@@ -195,9 +209,9 @@ def _with_gaps(agg: pd.DataFrame, records: Sequence[CellRecord], reps: dict, sig
 def with_routing_gaps(agg: pd.DataFrame, records: Sequence[CellRecord], reps: dict, sigs: dict
                       ) -> pd.DataFrame:
     """`routing_gap*`: each task-agnostic row minus its oracle-routing (--task-aware) twin,
-    what routing costs."""
+    what routing costs; paired by seed (a seed's two cells train the same model)."""
     return _with_gaps(agg, records, reps, sigs, "routing_gap", lambda r: None if r["task_aware"]
-                      else (r["variant"], r["scenario"], r["strategy"], True))
+                      else (r["variant"], r["scenario"], r["strategy"], True), by_seed=True)
 
 
 def with_variant_gaps(agg: pd.DataFrame, records: Sequence[CellRecord], reps: dict, sigs: dict

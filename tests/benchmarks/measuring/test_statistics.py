@@ -153,3 +153,16 @@ def test_compare_picks_the_test() -> None:
     assert boot.method == "paired bootstrap" and boot.significant is True
     assert boot.difference == pytest.approx(0.8 - 0.705)
     assert st.compare([0.8], [0.7], None, reps) is None
+
+
+def test_paired_seeds_is_scipys_paired_t_and_handles_no_spread():
+    a, b = [0.80, 0.83, 0.79], [0.82, 0.84, 0.83]
+    res = st.paired_seeds(a, b)
+    ref = sps.ttest_rel(a, b)
+    lo, hi = ref.confidence_interval()
+    assert res.method == "paired t" and res.p_value == pytest.approx(ref.pvalue)
+    assert (res.low, res.high) == (pytest.approx(lo), pytest.approx(hi))
+    assert res.difference == pytest.approx(np.mean(np.subtract(a, b)))
+    same = st.paired_seeds([0.5, 0.6], [0.5, 0.6])  # the same model scored the same way
+    assert (same.difference, same.low, same.high, same.significant) == (0, 0, 0, False)
+    assert st.paired_seeds([0.5], [0.4]).significant is None  # one pair: no test
