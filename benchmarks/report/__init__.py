@@ -34,7 +34,7 @@ def frames(records: list[CellRecord], results_dir: Path
     agg = data.aggregate(cells)
     reps, sigs = intervals.cell_replicates(records, files.read_cell_scores(records, results_dir))
     if not agg.empty:
-        agg = intervals.bootstrap_groups(records, agg, reps, sigs)
+        agg = intervals.bootstrap_groups(records, agg, reps, sigs).copy()
         agg = intervals.with_versus_best(agg, cells, reps, sigs).copy()
         agg = intervals.with_routing_gaps(agg, records, reps, sigs)
         agg = intervals.with_variant_gaps(agg, records, reps, sigs).copy()  # one block: the
@@ -133,7 +133,9 @@ def write_report(results_dir: Path, out_dir: Path) -> Path:
         files.write_csv(agg, out_dir / "csv" / "leaderboard.csv")
     tied = ties.tied_entries(records)
     files.write_csv(tied, out_dir / "csv" / "ties.csv")
-    scenarios = list(dict.fromkeys(agg["scenario"])) if not agg.empty else []
+    # in the order they were first run (a grid's main scenario before the ones added later)
+    first_run = dict.fromkeys(r.scenario for r in sorted(records, key=lambda r: r.created))
+    scenarios = [sc for sc in first_run if not agg.empty and (agg["scenario"] == sc).any()]
     sections = []
     for sc in scenarios:
         sub = agg[agg["scenario"] == sc].reset_index(drop=True)

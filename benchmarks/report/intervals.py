@@ -217,7 +217,8 @@ def with_routing_gaps(agg: pd.DataFrame, records: Sequence[CellRecord], reps: di
 def with_variant_gaps(agg: pd.DataFrame, records: Sequence[CellRecord], reps: dict, sigs: dict
                       ) -> pd.DataFrame:
     """`variant_gap*`: each variant with changed flags (an ablation) minus the model's
-    default variant on the same scenario, strategy and routing; `model`: each row's model."""
+    default variant on the same scenario, strategy and routing, paired by seed (a seed fixes
+    the initialisation and the data order on both sides); `model`: each row's model."""
     model_of = {r.variant: r.model for r in records}
     agg = agg.assign(model=[model_of.get(v, v) for v in agg["variant"]])
 
@@ -225,7 +226,7 @@ def with_variant_gaps(agg: pd.DataFrame, records: Sequence[CellRecord], reps: di
         return (None if r["model"] == r["variant"]
                 else (r["model"], r["scenario"], r["strategy"], bool(r["task_aware"])))
 
-    return _with_gaps(agg, records, reps, sigs, "variant_gap", default)
+    return _with_gaps(agg, records, reps, sigs, "variant_gap", default, by_seed=True)
 
 
 # ---------------------------------------------------------------- native vs reference

@@ -347,24 +347,24 @@ def gap_cell(r: pd.Series, prefix: str) -> str:
 
 
 def variants_table(agg: pd.DataFrame) -> str | None:
-    """Models run with changed flags (ablations) beside their default variant, per strategy
-    and routing: image ACC, FM, routing accuracy and the difference to the default. None when
-    no model has a variant."""
+    """Models run with changed flags (ablations) beside their default variant, for each
+    strategy and routing an ablation ran under: image ACC, FM, routing accuracy and the
+    difference to the default. None when no model has a variant."""
     if "variant_gap" not in agg:
         return None
     changed = agg[np.isfinite(agg["variant_gap"].to_numpy(float))]
     if changed.empty:
         return None
-    models = set(changed["model"])
-    rows = agg[agg["model"].isin(models)].sort_values(
-        ["model", "task_aware", "strategy", "variant"], kind="stable")
+    ablated = set(zip(changed["model"], changed["strategy"], changed["task_aware"], strict=True))
+    keep = [key in ablated for key in zip(agg["model"], agg["strategy"], agg["task_aware"],
+                                          strict=True)]
+    rows = agg[keep].sort_values(["model", "task_aware", "strategy", "variant"], kind="stable")
     acc = f"{data.PRIMARY}_acc"
     out = [{"variant": r["variant"],
             "strategy": r["strategy"] + (" [task-aware]" if r["task_aware"] else ""),
             "seeds": r["seeds"], "img ACC": _ci(r, acc), "img FM": _ci(r, f"{data.PRIMARY}_fm"),
             ROUTING_HEADER: routing_cell(r), "vs default [95%]": gap_cell(r, "variant_gap")}
-           for _, r in rows.iterrows()
-           if r["variant"] == r["model"] or np.isfinite(_get(r, "variant_gap"))]
+           for _, r in rows.iterrows()]
     return table(pd.DataFrame(out))
 
 
@@ -598,9 +598,9 @@ def scenario_section(scenario: str, sub: pd.DataFrame, tasks: list[list[str]],
     if variants := variants_table(sub):
         lines += ["### Variants (ablations)", "", "Models also run with changed flags, each "
                   "beside the model's default variant under the same strategy and routing. `vs "
-                  "default`: image ACC minus the default's, in points, with its 95% interval "
-                  "(Welch across seeds, or a paired bootstrap over the test images with one "
-                  "seed).", "", variants, ""]
+                  "default`: image ACC minus the default's, in points, with its 95% interval, "
+                  "paired by seed (Student's t on the per-seed differences; with one seed, a "
+                  "paired bootstrap over the test images).", "", variants, ""]
     classes = [c for t in tasks for c in t]
     specs = [s for s in data.summarised() if not s.pooled]
     if tables := per_class_tables(pc, sub, classes, specs[:1]):

@@ -85,7 +85,7 @@ def load_trained(path: Path, device: torch.device) -> TrainedModel | None:
         return None
     try:
         payload = torch.load(path, map_location=device, weights_only=False)
-    except (OSError, RuntimeError, EOFError, KeyError):
+        return TrainedModel(payload["state"], int(payload["steps"]), float(payload["seconds"]),
+                            str(payload["cell_id"]), payload["torch_rng"], payload["numpy_rng"])
+    except (OSError, RuntimeError, EOFError, KeyError, TypeError):
         return None
-    return TrainedModel(payload["state"], int(payload["steps"]), float(payload["seconds"]),
-                        str(payload["cell_id"]), payload["torch_rng"], payload["numpy_rng"])

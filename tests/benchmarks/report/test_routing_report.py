@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-from scipy.stats import ttest_ind, ttest_rel
+from scipy.stats import ttest_rel
 
 from nfbench.benchmarks.records.record import CellRecord, Cost
 from nfbench.benchmarks.report import data, intervals, markdown, plots
@@ -80,12 +80,12 @@ def test_an_ablation_sits_beside_the_default_variant_with_its_difference():
     records = [_record("isoflow", s, a) for s, a in ((0, 0.8), (1, 0.84))]
     records += [_record("isoflow", s, a, variant="isoflow[alignment=False]")
                 for s, a in ((0, 0.7), (1, 0.72))]
-    records += [_record("replay", 0, 0.85, model="fastflow")]
+    records += [_record("replay", 0, 0.85, model="fastflow"), _record("joint", 0, 0.9)]
     agg = intervals.with_variant_gaps(_agg(records), records, {}, {})
     table = markdown.variants_table(agg)
     assert table is not None and table.count("\n") == 3  # header, rule, default, ablation
-    assert "fastflow" not in table  # no variant of its own
-    low, high = ttest_ind([0.7, 0.72], [0.8, 0.84], equal_var=False).confidence_interval()
-    assert f"-11.0 [{low * 100:.1f}, {high * 100:.1f}] (seeds)" in table
+    assert "fastflow" not in table and "joint" not in table  # nothing ablated there
+    low, high = ttest_rel([0.7, 0.72], [0.8, 0.84]).confidence_interval()
+    assert f"-11.0 [{low * 100:.1f}, {high * 100:.1f}] (paired seeds)" in table
     assert markdown.variants_table(intervals.with_variant_gaps(
         _agg(records[:2]), records[:2], {}, {})) is None
