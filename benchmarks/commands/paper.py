@@ -84,7 +84,7 @@ def write_paper(results_dir: Path, out_dir: Path) -> Path:
         raise FileNotFoundError(f"no successful cell records in {results_dir / 'cells'}")
     cells, pc, agg, _ = report.frames(records, results_dir)
     body, appendix = [], []
-    for sc in dict.fromkeys(agg["scenario"]):
+    for sc in data.scenario_order(records, agg):
         b, a = _scenario(sc, agg, pc, records, results_dir, out)
         body += b
         appendix += a

@@ -133,9 +133,7 @@ def write_report(results_dir: Path, out_dir: Path) -> Path:
         files.write_csv(agg, out_dir / "csv" / "leaderboard.csv")
     tied = ties.tied_entries(records)
     files.write_csv(tied, out_dir / "csv" / "ties.csv")
-    # in the order they were first run (a grid's main scenario before the ones added later)
-    first_run = dict.fromkeys(r.scenario for r in sorted(records, key=lambda r: r.created))
-    scenarios = [sc for sc in first_run if not agg.empty and (agg["scenario"] == sc).any()]
+    scenarios = data.scenario_order(records, agg)
     sections = []
     for sc in scenarios:
         sub = agg[agg["scenario"] == sc].reset_index(drop=True)

@@ -32,8 +32,8 @@ __all__ = [
     "boot_cols", "bounds",
     "cells_frame", "color_range", "frame_keys", "group_key", "interval", "is_false",
     "map_cells", "mean_r", "nanmean", "number", "per_class_frame", "pick_samples",
-    "pooled_base", "r_matrices_frame", "rank_blocks", "routing_per_task", "seed_r",
-    "strategy_kind", "summarised", "task_names", "trainable_per_task",
+    "pooled_base", "r_matrices_frame", "rank_blocks", "routing_per_task", "scenario_order",
+    "seed_r", "strategy_kind", "summarised", "task_names", "trainable_per_task",
 ]
 
 GROUP_KEYS = ["variant", "scenario", "strategy", "task_aware"]
@@ -483,3 +483,10 @@ def color_range(maps: np.ndarray) -> tuple[float, float]:
     sub = maps[:: max(1, len(maps) // 64)].astype(np.float32)
     lo, hi = np.nanpercentile(sub, [1, 99.9]) if np.isfinite(sub).any() else (0.0, 1.0)
     return float(lo), float(hi) if hi > lo else float(lo) + 1e-6
+
+
+def scenario_order(records: Sequence[CellRecord], agg: pd.DataFrame) -> list[str]:
+    """The scenarios of the aggregate in the order they were first run: a grid's main
+    scenario before the ones added to its results later."""
+    first_run = dict.fromkeys(r.scenario for r in sorted(records, key=lambda r: r.created))
+    return [sc for sc in first_run if not agg.empty and (agg["scenario"] == sc).any()]
