@@ -31,6 +31,7 @@ __all__ = [
     "ALL_STRATEGIES", "GROUP_KEYS", "PRIMARY", "STATS", "MapColumn", "MapRow", "aggregate",
     "boot_cols", "bounds",
     "cells_frame", "color_range", "frame_keys", "group_key", "interval", "is_false",
+    "is_model_mechanism",
     "map_cells", "mean_r", "nanmean", "number", "per_class_frame", "pick_samples",
     "pooled_base", "r_matrices_frame", "rank_blocks", "routing_per_task", "scenario_order",
     "seed_r", "strategy_kind", "summarised", "task_names", "trainable_per_task",
@@ -272,6 +273,11 @@ def strategy_kind(strategy: str) -> str:
     """The registered strategy behind a record's label: a model's own mechanism (named after
     its model in records) is one kind, whichever model it belongs to."""
     return strategy_of_label(strategy).name
+
+
+def is_model_mechanism(strategy: str) -> bool:
+    """Whether a record's strategy label is a model's own mechanism."""
+    return strategy_of_label(strategy).model_mechanism
 
 
 def strategy_order() -> list[str]:

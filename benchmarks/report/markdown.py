@@ -315,9 +315,9 @@ def routing_table(agg: pd.DataFrame) -> str | None:
         return None
     routes = agg[np.isfinite(agg[present].to_numpy(float)).any(axis=1)
                  & ~agg["task_aware"].astype(bool)]
-    # a model's own mechanism, or a row run beside its oracle twin (HGAD's mechanism acts
-    # under finetune); other rows that route keep their column in the details
-    mine = [data.strategy_kind(s) == "own" or _oracle_row(agg, r) is not None
+    # a model's own mechanism, or a row run beside its oracle twin (a mechanism that acts
+    # under every strategy runs as finetune); other routing rows keep their details column
+    mine = [data.is_model_mechanism(s) or _oracle_row(agg, r) is not None
             for s, (_, r) in zip(routes["strategy"], routes.iterrows(), strict=True)]
     routes = routes[mine]
     if routes.empty:
