@@ -1,5 +1,5 @@
 """compare.md's text: native vs anomalib reference, side by side, with intervals and the
-test of each gap (the leaderboard's formatters, markdown.py)."""
+test of each gap (the leaderboard's formatters, formats.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 
 from nfbench.benchmarks.measuring import statistics as st
 from nfbench.benchmarks.measuring.metrics import MetricSpec, metric_spec
-from nfbench.benchmarks.report.markdown import NA, fmt_p, has_interval
+from nfbench.benchmarks.report.formats import NA, fmt_p, has_interval
 
 DASH = "—"
 COMPARE_INTRO = (

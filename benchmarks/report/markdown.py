@@ -1,5 +1,6 @@
-"""The leaderboard's text as GitHub markdown (pandas + tabulate); compare.md's is in
-compare_text.py, with the same formatters.
+"""The leaderboard's text as GitHub markdown (pandas + tabulate): its header, first table,
+details, scenario sections and footer. Its other tables are in tables.py and its number
+formats in formats.py (compare.md's text, compare_text.py, uses the same ones).
 
 Works on the frames of ``data``/``intervals`` only. Scores are shown as their table row says
 (``MetricSpec.scale``/``decimals``: points, one decimal), as the mean over seeds with its 95%
@@ -10,7 +11,6 @@ row gets its columns here without an edit.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -23,85 +23,35 @@ from nfbench.benchmarks.measuring.metrics import MetricSpec, metric_spec
 from nfbench.benchmarks.measuring.ranking import RankTest
 from nfbench.benchmarks.records.record import CellRecord
 from nfbench.benchmarks.report import data
+from nfbench.benchmarks.report.formats import (
+    NA,
+    cell_value,
+    fmt_ci,
+    fmt_count,
+    fmt_p,
+    fmt_pm,
+    fmt_row_ci,
+    has_interval,
+    table,
+)
+from nfbench.benchmarks.report.tables import (
+    ROUTING_HEADER,
+    failed_table,
+    not_run_table,
+    per_class_tables,
+    routing_cell,
+    routing_table,
+    thresholds_table,
+    variants_table,
+)
 from nfbench.benchmarks.report.ties import TIED
 
-__all__ = ["fmt_ci", "fmt_count", "fmt_p", "fmt_pm", "fmt_vs_best", "leaderboard",
-           "main_table", "scenario_section", "table"]
+__all__ = ["details_tables", "fmt_vs_best", "footer", "header", "leaderboard", "main_table",
+           "ranks_section", "scenario_section"]
 
-NA = "n/a"
 NO_MASKS = "n/a (no masks)"
 VS_BEST = "Δ img ACC vs best"
 Column = tuple[str, Callable[[pd.Series], str]]
-
-
-# ---------------------------------------------------------------- numbers
-
-
-def _decimals(x: float) -> int:
-    """Decimals for a cost figure: 0 from 100 up, 1 from 10 up, else 2."""
-    return 0 if abs(x) >= 100 else 1 if abs(x) >= 10 else 2
-
-
-def fmt_pm(mean: float, std: float = float("nan"), scale: float = 100.0,
-           decimals: int | None = 1) -> str:
-    """"93.1 ± 0.4" (mean, std times ``scale``); std omitted when NaN; "n/a" when mean is NaN.
-
-    ``decimals=None`` picks 0/1/2 decimals from the magnitude (cost figures).
-    """
-    if mean is None or not np.isfinite(mean):
-        return NA
-    m = mean * scale
-    d = _decimals(m) if decimals is None else decimals
-    text = f"{m:.{d}f}"
-    if std is not None and np.isfinite(std):
-        text += f" ± {std * scale:.{d}f}"
-    return text
-
-
-def has_interval(lo: float | None, hi: float | None) -> bool:
-    return lo is not None and hi is not None and bool(np.isfinite(lo) and np.isfinite(hi))
-
-
-def fmt_ci(mean: float, seed: tuple[float, float] = (np.nan, np.nan),
-           boot: tuple[float, float] = (np.nan, np.nan), scale: float = 100.0,
-           decimals: int | None = 1, bounds: tuple[float, float] = (-np.inf, np.inf)) -> str:
-    """"81.3 [78.0, 84.5] s[76.0, 86.6]": mean, bootstrap interval over test images, interval
-    across seeds (each interval omitted where undefined); "n/a" when the mean is NaN.
-
-    The seed interval is clipped to ``bounds`` (a t-interval over 2 seeds can pass 100 points
-    of AUROC). ``decimals=None`` picks 0/1/2 decimals from the magnitude (cost figures).
-    """
-    if mean is None or not np.isfinite(mean):
-        return NA
-    m = mean * scale
-    d = _decimals(m) if decimals is None else decimals
-    text = f"{m:.{d}f}"
-    seed = tuple(np.clip(np.asarray(seed, dtype=float), *bounds))
-    for prefix, (lo, hi) in (("", boot), ("s", seed)):
-        if has_interval(lo, hi):
-            text += f" {prefix}[{lo * scale:.{d}f}, {hi * scale:.{d}f}]"
-    return text
-
-
-def fmt_count(x: float) -> str:
-    """Parameter count as 1.23M / 45.6k / 789."""
-    if not np.isfinite(x):
-        return NA
-    return f"{x / 1e6:.2f}M" if x >= 1e6 else f"{x / 1e3:.1f}k" if x >= 1e3 else f"{x:.0f}"
-
-
-def _get(r: pd.Series, col: str) -> float:
-    value = r.get(col, np.nan)
-    return float("nan") if value is None else float(value)
-
-
-def _ci(r: pd.Series, col: str, scale: float = 100.0, decimals: int | None = 1) -> str:
-    """Formatted mean with its bootstrap and seed intervals of aggregated column ``col``."""
-    seed = (_get(r, f"{col}__lo"), _get(r, f"{col}__hi"))
-    if data.bounds(col)[1] == np.inf and seed[0] == seed[1]:  # a cost measured once per variant
-        seed = (np.nan, np.nan)
-    boot = (_get(r, f"{col}__blo"), _get(r, f"{col}__bhi"))
-    return fmt_ci(_get(r, f"{col}__mean"), seed, boot, scale, decimals, data.bounds(col))
 
 
 def _score(spec: MetricSpec, stat: str) -> Callable[[pd.Series], str]:
@@ -109,15 +59,8 @@ def _score(spec: MetricSpec, stat: str) -> Callable[[pd.Series], str]:
     def cell(r: pd.Series) -> str:
         if spec.level == "pixel" and r["no_masks"]:
             return NO_MASKS
-        return _ci(r, f"{spec.key}_{stat}", spec.scale, spec.decimals)
+        return fmt_row_ci(r, f"{spec.key}_{stat}", spec.scale, spec.decimals)
     return cell
-
-
-def fmt_p(p: float) -> str:
-    """A p-value as "p=0.12", "p=0.003", or "p<0.001" (never a rounded "p=0.00")."""
-    if p < 0.001:
-        return "p<0.001"
-    return f"p={p:.3f}" if p < 0.01 else f"p={p:.2f}"
 
 
 def fmt_vs_best(r: pd.Series) -> str:
@@ -135,11 +78,6 @@ def fmt_vs_best(r: pd.Series) -> str:
         return f"? {diff}"
     return f"{diff} ({fmt_p(r['vs_best_p'])})" if below else f"≈ {diff}"
 
-
-def table(df: pd.DataFrame) -> str:
-    """GitHub-markdown table (pipes in cells escaped)."""
-    df = df.map(lambda v: str(v).replace("|", "\\|").replace("\n", " "))
-    return df.to_markdown(index=False, tablefmt="github", disable_numparse=True)
 
 
 # ---------------------------------------------------------------- the leaderboard table
@@ -178,12 +116,12 @@ def _cost_columns(agg: pd.DataFrame) -> list[Column]:
 
     def mem(col: str) -> Callable[[pd.Series], str]:
         def cell(r: pd.Series) -> str:
-            text = _ci(r, col, 1, None)
+            text = fmt_row_ci(r, col, 1, None)
             return text + f" ({r['memory_kind']})" if text != NA and len(kinds) > 1 else text
         return cell
 
     def cost(col: str) -> Callable[[pd.Series], str]:
-        return lambda r: _ci(r, col, 1, None)
+        return lambda r: fmt_row_ci(r, col, 1, None)
 
     return [("latency p50 (ms)", cost("latency_ms_p50")),
             ("latency p95 (ms)", cost("latency_ms_p95")),
@@ -191,7 +129,7 @@ def _cost_columns(agg: pd.DataFrame) -> list[Column]:
             ("throughput (img/s, batch 32)", cost("throughput_img_s")),
             (f"mem batch 32 ({unit})", mem("memory_mb_batch32")),
             ("train time (s)", cost("train_time_s_total")),
-            ("params", lambda r: fmt_count(_get(r, "params_total__mean")))]
+            ("params", lambda r: fmt_count(cell_value(r, "params_total__mean")))]
 
 
 def _identity_columns() -> list[Column]:
@@ -201,16 +139,6 @@ def _identity_columns() -> list[Column]:
             ("strategy", lambda r: r["strategy"] + (" [task-aware]" if r["task_aware"] else "")),
             ("seeds", lambda r: f"{r['seeds']}"
              + (f" (+{r['failed']} failed)" if r["failed"] else ""))]
-
-
-ROUTING_HEADER = "routing acc (normal / anomalous)"
-
-
-def routing_cell(r: pd.Series) -> str:
-    """Final routing accuracy in points, normal / anomalous images (seed mean, with the seed
-    interval where there are seeds); n/a for a row that does not route."""
-    parts = [_ci(r, data.routing_col(split)) for split in ("normal", "anomalous")]
-    return NA if all(p == NA for p in parts) else " / ".join(parts)
 
 
 def _details_columns(agg: pd.DataFrame) -> list[Column]:
@@ -235,7 +163,7 @@ def verdict_mark(r: pd.Series) -> str:
     if r.get("vs_best_is_best", False):
         return "best"
     below = r.get("vs_best_significant")
-    if below is None or below != below or not np.isfinite(_get(r, "vs_best_diff")):
+    if below is None or below != below or not np.isfinite(cell_value(r, "vs_best_diff")):
         return "?"
     return "below" if below else "≈"
 
@@ -254,11 +182,11 @@ def _primary_acc(r: pd.Series) -> str:
     unit), else whichever interval the row has."""
     spec = metric_spec(data.PRIMARY)
     col = f"{spec.key}_acc"
-    lo, hi = _get(r, f"{col}__clo"), _get(r, f"{col}__chi")
+    lo, hi = cell_value(r, f"{col}__clo"), cell_value(r, f"{col}__chi")
     if not has_interval(lo, hi):
-        return _ci(r, col, spec.scale, spec.decimals)
+        return fmt_row_ci(r, col, spec.scale, spec.decimals)
     lo, hi = np.clip([lo, hi], *data.bounds(col))
-    return fmt_ci(_get(r, f"{col}__mean"), boot=(lo, hi), scale=spec.scale,
+    return fmt_ci(cell_value(r, f"{col}__mean"), boot=(lo, hi), scale=spec.scale,
                   decimals=spec.decimals)
 
 
@@ -266,7 +194,7 @@ def _mean_only(spec: MetricSpec, stat: str) -> Callable[[pd.Series], str]:
     def cell(r: pd.Series) -> str:
         if spec.level == "pixel" and r["no_masks"]:
             return NA
-        return fmt_pm(_get(r, f"{spec.key}_{stat}__mean"), scale=spec.scale,
+        return fmt_pm(cell_value(r, f"{spec.key}_{stat}__mean"), scale=spec.scale,
                       decimals=spec.decimals)
     return cell
 
@@ -283,191 +211,16 @@ def _glance_columns(agg: pd.DataFrame) -> list[Column]:
             (f"{primary.short} ACC [95%]", _primary_acc), ("mark", marks),
             (f"{primary.short} FM", _mean_only(primary, "fm")),
             *[(f"{s.short} ACC", _mean_only(s, "acc")) for s in pixel],
-            ("latency p50 (ms)", lambda r: fmt_pm(_get(r, "latency_ms_p50__mean"), scale=1,
+            ("latency p50 (ms)", lambda r: fmt_pm(cell_value(r, "latency_ms_p50__mean"), scale=1,
                                                    decimals=None)),
-            (mem_name, lambda r: fmt_pm(_get(r, "memory_mb_batch1__mean"), scale=1,
+            (mem_name, lambda r: fmt_pm(cell_value(r, "memory_mb_batch1__mean"), scale=1,
                                         decimals=None)),
-            ("params", lambda r: fmt_count(_get(r, "params_total__mean")))]
+            ("params", lambda r: fmt_count(cell_value(r, "params_total__mean")))]
 
 
 def main_table(agg: pd.DataFrame) -> str:
     """The per-scenario table to read at a glance (``agg`` carries the verdict columns)."""
     return _render(agg, _glance_columns(agg))
-
-
-# ---------------------------------------------------------------- the other tables
-
-
-def _oracle_row(agg: pd.DataFrame, r: pd.Series) -> pd.Series | None:
-    """The same variant, scenario and strategy evaluated with --task-aware, if it ran."""
-    same = agg[(agg["variant"] == r["variant"]) & (agg["scenario"] == r["scenario"])
-               & (agg["strategy"] == r["strategy"]) & agg["task_aware"].astype(bool)]
-    return same.iloc[0] if len(same) else None
-
-
-def routing_table(agg: pd.DataFrame) -> str | None:
-    """Every task-agnostic row that routes under its own mechanism (or was run beside its
-    oracle twin), beside its oracle-routing (task-aware) row: the gap in image ACC
-    (intervals.with_routing_gaps) is what routing costs. None when no such row."""
-    cols = [data.routing_col(s) + "__mean" for s in ("normal", "anomalous")]
-    present = [c for c in cols if c in agg]
-    if not present:
-        return None
-    routes = agg[np.isfinite(agg[present].to_numpy(float)).any(axis=1)
-                 & ~agg["task_aware"].astype(bool)]
-    # a model's own mechanism, or a row run beside its oracle twin (a mechanism that acts
-    # under every strategy runs as finetune); other routing rows keep their details column
-    mine = [data.is_model_mechanism(s) or _oracle_row(agg, r) is not None
-            for s, (_, r) in zip(routes["strategy"], routes.iterrows(), strict=True)]
-    routes = routes[mine]
-    if routes.empty:
-        return None
-    acc = f"{data.PRIMARY}_acc"
-    rows = []
-    for _, r in routes.iterrows():
-        oracle = _oracle_row(agg, r)
-        rows.append({"variant": r["variant"], "strategy": r["strategy"], "seeds": r["seeds"],
-                     ROUTING_HEADER: routing_cell(r), "img ACC (routed)": _ci(r, acc),
-                     "img ACC (oracle)": NA if oracle is None else _ci(oracle, acc),
-                     "img FM (oracle)": NA if oracle is None else _ci(oracle, f"{data.PRIMARY}_fm"),
-                     "routed - oracle [95%]": gap_cell(r, "routing_gap")})
-    return table(pd.DataFrame(rows))
-
-
-def gap_cell(r: pd.Series, prefix: str) -> str:
-    """A row's image ACC minus its twin's (intervals._with_gaps), in points, with its 95%
-    interval and the test behind it (Welch across seeds, or a paired bootstrap over the test
-    images with one seed)."""
-    gap = _get(r, prefix)
-    if not np.isfinite(gap):
-        return NA
-    lo, hi = _get(r, f"{prefix}_lo"), _get(r, f"{prefix}_hi")
-    kind = {"welch": "seeds", "paired t": "paired seeds"}.get(r.get(f"{prefix}_test"), "images")
-    return f"{fmt_pm(gap)} [{lo * 100:.1f}, {hi * 100:.1f}] ({kind})"
-
-
-def variants_table(agg: pd.DataFrame) -> str | None:
-    """Models run with changed flags (ablations) beside their default variant, for each
-    strategy and routing an ablation ran under: image ACC, FM, routing accuracy and the
-    difference to the default. None when no model has a variant."""
-    if "variant_gap" not in agg:
-        return None
-    changed = agg[np.isfinite(agg["variant_gap"].to_numpy(float))]
-    if changed.empty:
-        return None
-    ablated = set(zip(changed["model"], changed["strategy"], changed["task_aware"], strict=True))
-    keep = [key in ablated for key in zip(agg["model"], agg["strategy"], agg["task_aware"],
-                                          strict=True)]
-    rows = agg[keep].sort_values(["model", "task_aware", "strategy", "variant"], kind="stable")
-    acc = f"{data.PRIMARY}_acc"
-    out = [{"variant": r["variant"],
-            "strategy": r["strategy"] + (" [task-aware]" if r["task_aware"] else ""),
-            "seeds": r["seeds"], "img ACC": _ci(r, acc), "img FM": _ci(r, f"{data.PRIMARY}_fm"),
-            ROUTING_HEADER: routing_cell(r), "vs default [95%]": gap_cell(r, "variant_gap")}
-           for _, r in rows.iterrows()]
-    return table(pd.DataFrame(out))
-
-
-def per_class_tables(pc: pd.DataFrame, agg: pd.DataFrame, classes: list[str],
-                     specs: Sequence[MetricSpec]) -> list[str]:
-    """Per metric of ``specs`` and per strategy, one table: rows = classes (task order),
-    columns = variants (one per model, so a table stays about ten columns wide)."""
-    pc = pc[pc["status"] == "ok"] if len(pc) else pc
-    if pc.empty:
-        return []
-    pc = pc.merge(agg[[*data.GROUP_KEYS, "label"]], on=data.GROUP_KEYS, how="left")
-    present = set(pc["class_name"])
-    classes = [c for c in classes if c in present] + sorted(present - set(classes))
-    out = []
-    for spec in specs:
-        if spec.key not in pc.columns or pc[spec.key].isna().all():
-            continue
-        kind = [data.strategy_kind(s) + (" [task-aware]" if a else "")
-                for s, a in zip(pc["strategy"], pc["task_aware"], strict=True)]
-        order = [data.strategy_kind(s) + (" [task-aware]" if a else "")
-                 for s, a in zip(agg["strategy"], agg["task_aware"], strict=True)]
-        for name in dict.fromkeys(order):
-            part = pc[[k == name for k in kind]]
-            variants = [v for v in dict.fromkeys(agg["variant"]) if v in set(part["variant"])]
-            piv = part.pivot_table(index="class_name", columns="variant", values=spec.key,
-                                   aggfunc="mean", dropna=False)
-            piv = piv.reindex(index=classes, columns=variants).map(spec.format)
-            out.append(f"**{spec.label}, {name}** (final evaluation, mean over seeds)\n\n"
-                       + table(piv.reset_index().rename(columns={"class_name": "class"})))
-    return out
-
-
-CALIBRATION = ("Thresholds are calibrated only on normal images the learner holds after the "
-               "last task (current task + replay buffer; joint: all classes), never on test "
-               "images: on a calibration split held out of their training images (training "
-               "never sees it; `--calibration-split`, 0: on the training images themselves). "
-               "FA: the fraction of normal test images each rule flags (its false-alarm rate; "
-               "percentile_99 aims at 1, NFA < 1 bounds false detections per image, not "
-               "images).")
-
-
-def _rule_cell(r: pd.Series, rule: str) -> tuple[str, str]:
-    """(header, text) of one threshold rule: F1 with its interval across seeds, and
-    (precision / recall; false-alarm rate) where the rule reports them (the oracle reports F1
-    only)."""
-    name = rule[4:]
-    f1 = _ci(r, f"{rule}_f1")
-    if f"{rule}_precision__mean" not in r:
-        return f"{name} F1", f1
-    p, rc = fmt_pm(r[f"{rule}_precision__mean"]), fmt_pm(r[f"{rule}_recall__mean"])
-    if f"{rule}_false_alarm_rate__mean" not in r:  # records from before it was measured
-        return f"{name} F1 (P / R)", f"{f1} ({p} / {rc})"
-    fa = fmt_pm(r[f"{rule}_false_alarm_rate__mean"])
-    return f"{name} F1 (P / R; FA)", f"{f1} ({p} / {rc}; {fa})"
-
-
-def thresholds_table(agg: pd.DataFrame) -> tuple[str, str] | None:
-    """(sentence on calibration, table): F1 (precision / recall) per automatic threshold rule,
-    next to the oracle F1-max; F1 with its interval across seeds where there are several.
-
-    The calibration set is named once when every row shares it, else in a column."""
-    cols = [c[:-6] for c in agg.columns if c.startswith("thr_") and c.endswith("__mean")]
-    keys = "|".join(data.THRESHOLD_KEYS)
-    rules = list(dict.fromkeys(re.sub(rf"_({keys})$", "", c) for c in cols))
-    keep = agg[agg[[f"{c}__mean" for c in cols]].notna().any(axis=1)] if cols else agg.iloc[:0]
-    if keep.empty:
-        return None
-    cal = [c if isinstance(c, str) and c else NA for c in keep["calibration"]]
-    uniform = len(set(cal)) == 1
-    rows = []
-    for (_, r), c in zip(keep.iterrows(), cal, strict=True):
-        row = {"variant / strategy": r["label"]} | ({} if uniform else {"calibrated on": c})
-        rows.append(row | dict(_rule_cell(r, rule) for rule in rules))
-    sentence = CALIBRATION + (f" Every row: {cal[0]}." if uniform and cal[0] != NA else "")
-    return sentence, table(pd.DataFrame(rows))
-
-
-def not_run_table(cells: pd.DataFrame) -> str | None:
-    """Cells skipped on purpose (e.g. a strategy that repeats another), with the reason."""
-    skipped = cells[cells["status"] == "skipped"] if len(cells) else cells
-    if skipped.empty:
-        return None
-    rows = [{"variant": r["variant"], "scenario": r["scenario"], "strategy": r["strategy"],
-             "seed": r["seed"], "reason": str(r["skip_reason"] or NA)}
-            for _, r in skipped.iterrows()]
-    return table(pd.DataFrame(rows))
-
-
-def _int(v: object) -> str:
-    return NA if v is None or (isinstance(v, float) and np.isnan(v)) else str(int(v))
-
-
-def failed_table(cells: pd.DataFrame) -> str | None:
-    """Failed cells with error type, message, task and step."""
-    bad = cells[~cells["status"].isin(["ok", "skipped"])] if len(cells) else cells
-    if bad.empty:
-        return None
-    rows = [{"cell": r["cell_id"], "variant": r["variant"], "scenario": r["scenario"],
-             "strategy": r["strategy"], "seed": r["seed"], "status": r["status"],
-             "error": r["error_type"] or NA, "message": str(r["error_message"] or "")[:300],
-             "task": _int(r["error_task"]), "step": _int(r["error_step"])}
-            for _, r in bad.iterrows()]
-    return table(pd.DataFrame(rows))
 
 
 # ---------------------------------------------------------------- the leaderboard

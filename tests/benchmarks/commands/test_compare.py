@@ -27,8 +27,8 @@ from nfbench.benchmarks.records.record import CellRecord, Cost, ErrorInfo
 from nfbench.benchmarks.report import plots
 from nfbench.benchmarks.report.compare_data import record_metrics
 from nfbench.benchmarks.report.compare_text import compare_markdown as markdown
+from nfbench.benchmarks.report.formats import fmt_p
 from nfbench.benchmarks.report.intervals import compare_tables
-from nfbench.benchmarks.report.markdown import fmt_p
 
 
 def _record(model: str, image: float, pixel: float, train: list[float], epochs: int,

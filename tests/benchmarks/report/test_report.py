@@ -28,7 +28,7 @@ from nfbench.benchmarks.records.record import (
     write_record,
 )
 from nfbench.benchmarks.report import data, files, markdown, plots, write_report
-from nfbench.benchmarks.report.markdown import fmt_ci, fmt_pm
+from nfbench.benchmarks.report.formats import fmt_ci, fmt_pm
 from nfbench.benchmarks.report.ties import TIED, tie_masks, tied_entries
 
 PLOTS = ["r_matrix_image_auroc.png", "acc_vs_latency.png", "forgetting.png", "per_task.png",
@@ -504,7 +504,7 @@ def test_state_per_task_plot_draws_one_line_per_growing_group():
 
 
 def test_p_values_are_never_rounded_to_zero():
-    from nfbench.benchmarks.report.markdown import fmt_p
+    from nfbench.benchmarks.report.formats import fmt_p
 
     assert [fmt_p(p) for p in (0.0004, 0.003, 0.0312, 0.5)] == [
         "p<0.001", "p=0.003", "p=0.03", "p=0.50"]

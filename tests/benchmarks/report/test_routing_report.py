@@ -8,7 +8,7 @@ import numpy as np
 from scipy.stats import ttest_rel
 
 from nfbench.benchmarks.records.record import CellRecord, Cost
-from nfbench.benchmarks.report import data, intervals, markdown, plots
+from nfbench.benchmarks.report import data, intervals, markdown, plots, tables
 
 
 def _record(strategy: str, seed: int, acc: float, task_aware: bool = False,
@@ -40,11 +40,11 @@ def test_routing_column_and_the_oracle_row_beside_it(monkeypatch):
         ("fastflow", False), ("isoflow", False), ("isoflow", True)]
     monkeypatch.setattr(markdown, "fmt_vs_best", lambda r: "")  # needs the bootstrap's columns
     details = markdown.details_tables(agg)[0]  # the first table keeps its ten columns
-    assert markdown.ROUTING_HEADER in details
-    cells = [markdown.routing_cell(r) for _, r in agg.iterrows()]
+    assert tables.ROUTING_HEADER in details
+    cells = [tables.routing_cell(r) for _, r in agg.iterrows()]
     assert cells[0] == "n/a" and cells[2] == "n/a"  # cannot route; oracle routing
     assert cells[1].startswith("75.0") and "/ 50.0" in cells[1]
-    table = markdown.routing_table(agg)
+    table = tables.routing_table(agg)
     assert table is not None and table.count("\n") == 2  # header, rule, one routed row
     assert "81.0" in table and "91.5" in table
     # routed - oracle: paired by seed (one trained model scored two ways), as scipy computes it
@@ -54,7 +54,7 @@ def test_routing_column_and_the_oracle_row_beside_it(monkeypatch):
 
 
 def test_no_routing_table_without_a_routed_row():
-    assert markdown.routing_table(_agg([_record("replay", 0, 0.8, model="fastflow")])) is None
+    assert tables.routing_table(_agg([_record("replay", 0, 0.8, model="fastflow")])) is None
 
 
 def test_routing_over_tasks_plots_the_mean_over_learned_tasks():
@@ -82,10 +82,10 @@ def test_an_ablation_sits_beside_the_default_variant_with_its_difference():
                 for s, a in ((0, 0.7), (1, 0.72))]
     records += [_record("replay", 0, 0.85, model="fastflow"), _record("joint", 0, 0.9)]
     agg = intervals.with_variant_gaps(_agg(records), records, {}, {})
-    table = markdown.variants_table(agg)
+    table = tables.variants_table(agg)
     assert table is not None and table.count("\n") == 3  # header, rule, default, ablation
     assert "fastflow" not in table and "joint" not in table  # nothing ablated there
     low, high = ttest_rel([0.7, 0.72], [0.8, 0.84]).confidence_interval()
     assert f"-11.0 [{low * 100:.1f}, {high * 100:.1f}] (paired seeds)" in table
-    assert markdown.variants_table(intervals.with_variant_gaps(
+    assert tables.variants_table(intervals.with_variant_gaps(
         _agg(records[:2]), records[:2], {}, {})) is None
