@@ -5,9 +5,9 @@ variant a few timed optimiser steps, one finish_task, and a few scoring batches 
 features of the backbone's shapes, the backbone's own time per image, and the metrics' time
 per image). Those unit costs are scaled by what each cell will do: the strategy's phases and
 their image counts (the strategies themselves plan the phases, on placeholder samples), the
-epochs and batch size of the model's config, and the test set scored after every phase. No dataset is read:
-class sizes come from the data root when given, else from the known sizes of MVTec AD, VisA
-and the synthetic sets. Backbones are built with random weights (the same speed).
+epochs and batch size of the model's config, and the test set scored after every phase. No
+dataset is read: class sizes come from the data root when given, else from the known sizes of
+MVTec AD, VisA and the synthetic sets. Backbones are built with random weights (the same speed).
 """
 
 from __future__ import annotations
