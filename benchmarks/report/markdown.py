@@ -285,8 +285,10 @@ def _seeds_line(agg: pd.DataFrame) -> str:
     if run.empty or int(run.max()) <= 1:
         return "1 seed: intervals are bootstrap over test images only; seeds were not varied."
     lo, hi = int(run.min()), int(run.max())
-    return (f"Seeds per row: {lo if lo == hi else f'{lo} to {hi}'} (column `seeds`); rows "
-            "with one seed have the bootstrap interval only.")
+    if lo == hi:
+        return f"Seeds per row: {lo} (column `seeds`)."
+    return (f"Seeds per row: {lo} to {hi} (column `seeds`); rows with one seed have the "
+            "bootstrap interval only.")
 
 
 def _uniq(cells: pd.DataFrame, col: str) -> str:
