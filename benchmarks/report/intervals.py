@@ -167,16 +167,15 @@ def _pair_test(mine: list[CellRecord], theirs: list[CellRecord], reps: dict, sig
     difference is paired by seed (Student's t on the per-seed differences, >= 2 seeds).
     Otherwise, or with one seed, the compare tables' test: Welch across seeds where both
     have >= 2, else a paired bootstrap over the test images both scored."""
-    acc = {id(side): {r.seed: r.summary_value(PRIMARY, "acc") for r in side}
-           for side in (mine, theirs)}
-    common = sorted(set(acc[id(mine)]) & set(acc[id(theirs)]))
+    mine_acc, theirs_acc = ({r.seed: r.summary_value(PRIMARY, "acc") for r in side}
+                            for side in (mine, theirs))
+    common = sorted(set(mine_acc) & set(theirs_acc))
     if by_seed and len(common) >= 2:
-        return st.paired_seeds([acc[id(mine)][s] for s in common],
-                               [acc[id(theirs)][s] for s in common])
+        return st.paired_seeds([mine_acc[s] for s in common], [theirs_acc[s] for s in common])
     key = f"{PRIMARY}_acc"
     (a, sa), (b, sb) = (_side_replicates(side, reps, sigs, key) for side in (mine, theirs))
     paired = sa is not None and sa == sb
-    return st.compare(list(acc[id(mine)].values()), list(acc[id(theirs)].values()),
+    return st.compare(list(mine_acc.values()), list(theirs_acc.values()),
                       a if paired else None, b if paired else None)
 
 
