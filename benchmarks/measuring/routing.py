@@ -20,29 +20,14 @@ SPLITS = {"normal": 0, "anomalous": 1}
 
 
 @torch.no_grad()
-def route_all(model: FlowADModel, features: list[torch.Tensor], device: torch.device,
-              batch_size: int = 32) -> np.ndarray | None:
-    """(N,) the class each test image is routed to, or None where the model does not route."""
-    if not isinstance(model, HasRouting):
-        return None
-    model.eval()
-    routed = []
-    for lo in range(0, features[0].shape[0], batch_size):
-        out = model.route([f[lo : lo + batch_size].to(device) for f in features])
-        if out is None:
-            return None
-        routed.append(out.cpu().numpy())
-    return np.concatenate(routed)
-
-
-@torch.no_grad()
 def score_and_route_all(
     model: FlowADModel, features: list[torch.Tensor], class_ids: torch.Tensor | None,
     device: torch.device, batch_size: int = 32, autocast: str = "none",
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """score_all's maps and scores and, in task-agnostic scoring, route_all's routes, in one
-    pass: a model that routes while it scores (IsoFlow) says so in its output, and is not
-    asked again; the others route each batch right after scoring it (outside autocast)."""
+    """score_all's maps and scores and, in task-agnostic scoring, (N,) the class each test
+    image is routed to (None where the model does not route), in one pass: a model that
+    routes while it scores (IsoFlow) says so in its output, and is not asked again; the others
+    route each batch right after scoring it (outside autocast)."""
     routing = class_ids is None and isinstance(model, HasRouting)
     maps, scores, routes = [], [], []
     for feats, out in scored_batches(model, features, class_ids, device, batch_size, autocast):

@@ -10,7 +10,6 @@ from sklearn.metrics import accuracy_score
 from nfbench.benchmarks.measuring.evaluate import EvalSet, score_all
 from nfbench.benchmarks.measuring.routing import (
     final_accuracy,
-    route_all,
     routing_row,
     score_and_route_all,
 )
@@ -59,13 +58,21 @@ def test_final_accuracy_is_the_last_rows_task_mean_and_na_without_routing():
 def test_a_model_that_cannot_route_gives_none():
     info = FeatureInfo(channels=(4,), strides=(4,), input_size=8)
     feats = [torch.randn(3, 4, 2, 2)]
+    cpu = torch.device("cpu")
     fastflow = create_model("fastflow", info, flow_steps=1)
-    assert route_all(fastflow, feats, torch.device("cpu")) is None
+    assert score_and_route_all(fastflow, feats, None, cpu)[2] is None
     isoflow = create_model("isoflow", info, flow_steps=1, aux_blocks=0, rank=1)
     isoflow.start_task(0, [4], "replay")  # one shared density: no routing
-    assert route_all(isoflow, feats, torch.device("cpu")) is None
+    assert score_and_route_all(isoflow, feats, None, cpu)[2] is None
     isoflow.start_task(1, [7], "isoflow")
-    assert set(route_all(isoflow, feats, torch.device("cpu"), batch_size=2)) <= {4, 7}
+    assert set(score_and_route_all(isoflow, feats, None, cpu, batch_size=2)[2]) <= {4, 7}
+
+
+def _model_routes(model, feats: list[torch.Tensor], batch_size: int) -> np.ndarray:
+    """The model's own route() batch by batch: what the one scoring pass must report."""
+    with torch.no_grad():
+        return np.concatenate([model.route([f[lo : lo + batch_size] for f in feats]).numpy()
+                               for lo in range(0, feats[0].shape[0], batch_size)])
 
 
 def _two_task_isoflow():
@@ -83,12 +90,12 @@ def _two_task_isoflow():
 
 def test_one_pass_scores_and_routes_like_two_passes():
     """IsoFlow routes while it scores: the one pass gives score_all's maps and scores and
-    route_all's routes, and each image's scores are those of its routed task (oracle ids)."""
+    route()'s routes, and each image's scores are those of its routed task (oracle ids)."""
     model, cpu = _two_task_isoflow(), torch.device("cpu")
     feats = [torch.randn(6, 4, 2, 2)]
     maps, scores, routes = score_and_route_all(model, feats, None, cpu, batch_size=4)
     maps2, scores2 = score_all(model, feats, None, cpu, batch_size=4)
-    np.testing.assert_array_equal(routes, route_all(model, feats, cpu, batch_size=4))
+    np.testing.assert_array_equal(routes, _model_routes(model, feats, batch_size=4))
     assert set(routes) == {4, 7}  # both tasks chosen: the comparison below is not vacuous
     np.testing.assert_allclose(scores, scores2, rtol=1e-6)
     np.testing.assert_allclose(maps.astype(float), maps2.astype(float), rtol=1e-3)
@@ -103,7 +110,7 @@ def test_one_pass_asks_other_models_to_route_and_none_when_task_aware():
     feats = [torch.randn(5, 4, 2, 2)]
     routes = score_and_route_all(model, feats, None, cpu, batch_size=2)[2]
     assert routes is not None and set(routes) <= {0, 1}
-    np.testing.assert_array_equal(routes, route_all(model, feats, cpu, batch_size=2))
+    np.testing.assert_array_equal(routes, _model_routes(model, feats, batch_size=2))
     assert score_and_route_all(model, feats, torch.zeros(5, dtype=torch.long), cpu)[2] is None
     fastflow = create_model("fastflow", info, flow_steps=1)
     assert score_and_route_all(fastflow, feats, None, cpu)[2] is None
